@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -474,6 +475,8 @@ static int fit_nn(const train_config *cfg, const train_opts *o, const char *fami
         rc = kiln_fail(err, KILN_ENOMEM, "out of memory for batches");
         goto done;
     }
+    const char *fault = getenv("KILN_FAULT_KILL_AT_EPOCH");
+    int kill_at_epoch = fault ? (int)strtol(fault, NULL, 10) : 0;
     int stopped_early = 0;
     while (st.epoch < cfg->epochs && !stopped_early) {
         double t0 = now_seconds();
@@ -538,6 +541,11 @@ static int fit_nn(const train_config *cfg, const train_opts *o, const char *fami
         }
         if (dir && (rc = save_epoch(dir, base, &st, err)) != 0)
             goto done;
+        if (dir && kill_at_epoch == st.epoch) {
+            /* Fault injection for the resume tests: die as a killed pod would. */
+            fflush(NULL);
+            raise(SIGKILL);
+        }
     }
     if (st.best_params && st.best_epoch > 0)
         memcpy(nn_params(st.m), st.best_params, np * sizeof(float));

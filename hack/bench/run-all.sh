@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every benchmark in hack/bench/ against the build in $1 (default build/).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:-$here/../../build}" && pwd)
+echo "== training (kiln-trainer vs PyTorch / scikit-learn)"
+/usr/bin/python3 "$here/train_bench.py" "$build"
+for b in "$here"/*_bench.sh; do
+  [ -e "$b" ] || continue
+  echo
+  echo "== $(basename "$b" .sh)"
+  bash "$b" "$build"
+done
