@@ -46,6 +46,7 @@ expect() { # NAME EXPECTED-SUBSTRING -- command...
   [ "$(wc -l < "$d/err")" -le 5 ] || { cat "$d/err" >&2; fail "$name: more than 5 lines on stderr"; }
   grep -q 'AddressSanitizer\|runtime error' "$d/err" && fail "$name: sanitizer report"
   n=$((n + 1))
+  if [ -n "${SHOW:-}" ]; then echo "$name: $(cat "$d/err")"; fi
 }
 T() { "$TRAINER" train --output "$d/o$n" --report "$d/r$n.json" "$@"; }
 

@@ -12,6 +12,7 @@
 #ifndef KILN_DATASET_H
 #define KILN_DATASET_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kiln_err.h"
@@ -81,5 +82,18 @@ int data_raw_rows(const data_raw *raw);
 int data_split_make(const data_raw *raw, const data_opts *o, int fold, data_split *out,
                     kiln_error *err);
 void data_split_release(data_split *s);
+
+/* ---------------------------------------------------------------- extras */
+
+/* Reads data already in memory, as data_load reads o->uri: CSV, or IDX
+ * images with an optional labels file (labels NULL: unlabelled). gzip
+ * content is inflated up to max bytes. Names are used in messages. The
+ * buffers are copied. For tests, fuzzing and uploads. */
+int data_load_buffers(const data_opts *o, const char *name, const void *buf, size_t len,
+                      const char *labels_name, const void *labels, size_t labels_len, size_t max,
+                      data_raw **out, kiln_error *err);
+
+/* 1 when the data has its own test set (MNIST layout with t10k files). */
+int data_raw_has_test_set(const data_raw *raw);
 
 #endif

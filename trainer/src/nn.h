@@ -98,4 +98,28 @@ void nn_set_threads(int n);
  * `samples` parameters (chosen from r); returns the max relative error. */
 double nn_gradcheck(nn_model *m, const float *x, const int32_t *y, int B, int samples, rng *r);
 
+/* ---- additions: testing, tuning and benchmarks ---- */
+
+/* The thread count nn_set_threads chose (default: the online cores). */
+int nn_get_threads(void);
+
+/* Forward and backward in training mode without an update: grad (n_params
+ * floats) receives the gradient of the mean loss over the batch, *loss the
+ * mean loss. mask_rng: the source of the dropout masks (NULL: dropout
+ * off); two calls with rngs in the same state use the same masks. */
+int nn_loss_grad(nn_model *m, const float *x, const int32_t *y, int B, rng *mask_rng, float *grad,
+                 float *loss);
+
+/* The finite-difference comparison behind nn_gradcheck, against a given
+ * gradient (so a test can show that a wrong one is caught). Perturbs up to
+ * `samples` parameters chosen from r by +-1e-3, evaluates the loss with
+ * dropout masks from a copy of mask_rng (NULL: off), and returns the max
+ * over the sampled parameters of |g - num| / max(|g|, |num|, 1e-2). */
+double nn_gradcheck_grad(nn_model *m, const float *x, const int32_t *y, int B,
+                         const rng *mask_rng, const float *grad, int samples, rng *r);
+
+/* on != 0: use the plain-loop reference kernels instead of BLAS/im2col
+ * (tests compare the two). Not thread-safe against a running step. */
+void nn_set_reference(nn_model *m, int on);
+
 #endif

@@ -50,6 +50,22 @@ static void fit_result_release(fit_result *r)
     memset(r, 0, sizeof *r);
 }
 
+/* Metrics are reported with 6 significant digits: more is noise, and
+ * shorter numbers keep the report far below the 4096-byte limit. */
+static double round6(double v)
+{
+    if (!isfinite(v) || v == 0)
+        return v;
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.6g", v);
+    return strtod(buf, NULL);
+}
+
+static cJSON *num6(double v)
+{
+    return cJSON_CreateNumber(round6(v));
+}
+
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -200,11 +216,11 @@ static cJSON *base_header(const char *family, const train_config *cfg, const dat
 
 static void add_cls_metrics(cJSON *obj, const cls_metrics *m, int n_classes)
 {
-    cJSON_AddNumberToObject(obj, "accuracy", m->accuracy);
-    cJSON_AddNumberToObject(obj, "f1", m->f1);
+    cJSON_AddItemToObject(obj, "accuracy", num6(m->accuracy));
+    cJSON_AddItemToObject(obj, "f1", num6(m->f1));
     if (n_classes >= 2)
-        cJSON_AddNumberToObject(obj, "auc", m->auc);
-    cJSON_AddNumberToObject(obj, "loss", m->loss);
+        cJSON_AddItemToObject(obj, "auc", num6(m->auc));
+    cJSON_AddItemToObject(obj, "loss", num6(m->loss));
 }
 
 /* ------------------------------------------------------------ neural nets */
@@ -515,11 +531,11 @@ static int fit_nn(const train_config *cfg, const train_opts *o, const char *fami
         if (fold >= 0)
             cJSON_AddNumberToObject(line, "fold", fold);
         cJSON_AddNumberToObject(line, "epoch", st.epoch);
-        cJSON_AddNumberToObject(line, "loss", loss);
-        cJSON_AddNumberToObject(line, "trainAccuracy", (double)correct / tr->n);
-        cJSON_AddNumberToObject(line, "valAccuracy", vm.accuracy);
-        cJSON_AddNumberToObject(line, "valLoss", vm.loss);
-        cJSON_AddNumberToObject(line, "seconds", seconds);
+        cJSON_AddItemToObject(line, "loss", num6(loss));
+        cJSON_AddItemToObject(line, "trainAccuracy", num6((double)correct / tr->n));
+        cJSON_AddItemToObject(line, "valAccuracy", num6(vm.accuracy));
+        cJSON_AddItemToObject(line, "valLoss", num6(vm.loss));
+        cJSON_AddItemToObject(line, "seconds", num6(seconds));
         char *text = cJSON_PrintUnformatted(line);
         if (text && o->progress) {
             fprintf(o->progress, "%s\n", text);
@@ -630,11 +646,11 @@ static int fit_kmeans(const train_config *cfg, const data_split *s, const char *
         sil = kmeans_silhouette(xv, va->n, d, lab, k, SILHOUETTE_MAX, &r);
     }
     res->metrics = cJSON_CreateObject();
-    cJSON_AddNumberToObject(res->metrics, "wcss", vw);
-    cJSON_AddNumberToObject(res->metrics, "silhouette", sil);
+    cJSON_AddItemToObject(res->metrics, "wcss", num6(vw));
+    cJSON_AddItemToObject(res->metrics, "silhouette", num6(sil));
     cJSON_AddNumberToObject(res->metrics, "k", k);
     res->train_metrics = cJSON_CreateObject();
-    cJSON_AddNumberToObject(res->train_metrics, "wcss", km.wcss);
+    cJSON_AddItemToObject(res->train_metrics, "wcss", num6(km.wcss));
     cJSON_AddNumberToObject(res->train_metrics, "k", k);
     res->params = cJSON_CreateObject();
     cJSON_AddStringToObject(res->params, "family", "kmeans");
@@ -673,6 +689,11 @@ static const char *resolve_family(const train_config *cfg, const data_split *s, 
     const char *f = cfg->family;
     if (!strcmp(f, "auto"))
         return s->n_classes == 0 ? "kmeans" : s->is_image ? "cnn" : "mlp";
+    if (!strcmp(f, "cnn") && !s->is_image) {
+        kiln_fail(err, KILN_EINVAL,
+                  "model.family: cnn needs image data (IDX images); this data is tabular");
+        return NULL;
+    }
     if (strcmp(f, "kmeans") && s->n_classes == 0) {
         kiln_fail(err, KILN_EINVAL,
                   "model.family: %s needs labels; set data.label to the label column", f);
@@ -704,8 +725,8 @@ static cJSON *cv_summary(cJSON **fold_metrics, int folds)
         }
         double m = sum / folds;
         double var = sq / folds - m * m;
-        cJSON_AddNumberToObject(mean, key->string, m);
-        cJSON_AddNumberToObject(sd, key->string, var > 0 ? sqrt(var) : 0);
+        cJSON_AddItemToObject(mean, key->string, num6(m));
+        cJSON_AddItemToObject(sd, key->string, num6(var > 0 ? sqrt(var) : 0));
     }
     cJSON *cv = cJSON_CreateObject();
     cJSON_AddNumberToObject(cv, "folds", folds);
@@ -766,6 +787,12 @@ int train_run(const train_config *cfg, const train_opts *o, cJSON **report, kiln
         rc = KILN_EINVAL;
         goto done;
     }
+    if (s.train.n == 0 || s.val.n == 0) {
+        rc = kiln_fail(err, KILN_EINVAL,
+                       "data: %d training and %d validation samples; both parts need at least one "
+                       "(add rows or change data.validationSplit)", s.train.n, s.val.n);
+        goto done;
+    }
     if (cfg->metric_given) {
         int unsup = !strcmp(family, "kmeans");
         int km_metric = !strcmp(cfg->metric, "wcss") || !strcmp(cfg->metric, "silhouette");
@@ -812,7 +839,7 @@ int train_run(const train_config *cfg, const train_opts *o, cJSON **report, kiln
     cJSON_AddNumberToObject(r, "epochs", res.epochs);
     cJSON_AddItemToObject(r, "params", cJSON_Duplicate(res.params, 1));
     cJSON_AddStringToObject(r, "checkpoint", res.checkpoint);
-    cJSON_AddNumberToObject(r, "seconds", now_seconds() - t0);
+    cJSON_AddItemToObject(r, "seconds", num6(now_seconds() - t0));
     if (cv) {
         cJSON_AddItemToObject(r, "cv", cv);
         cv = NULL;

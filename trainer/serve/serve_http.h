@@ -1,0 +1,38 @@
+/* serve_http: the model server's HTTP/1.1 transport on libwebsockets.
+ *
+ * Debian's libwebsockets has LWS_MAX_SMP 1 (one service thread per
+ * context), so each service thread owns one lws context listening on the
+ * same address and port (SO_REUSEPORT via LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE)
+ * and the kernel spreads connections between them. A request is read,
+ * handled (serve_handle, model included) and answered on its connection's
+ * thread: a prediction costs tens of microseconds, less than a hand-off
+ * between threads would.
+ *
+ * Per-connection limits: the request headers must arrive within
+ * cfg.timeout_s (libwebsockets' header-table idle timeout closes the
+ * connection), and the body within cfg.timeout_s of the headers (408 and
+ * close). A body over cfg.max_body is read and dropped, then answered 413.
+ *
+ * serve_http_stop (any thread) makes every service thread close its listen
+ * socket, close idle keep-alive connections, finish the requests in flight
+ * (answering with Connection: close) and return; serve_http_join waits.
+ *
+ * Ownership: serve_http_start returns an object freed by serve_http_free
+ * after serve_http_join. */
+#ifndef KILN_SERVE_HTTP_H
+#define KILN_SERVE_HTTP_H
+
+#include "kiln_err.h"
+#include "serve_app.h"
+
+typedef struct serve_http serve_http;
+
+/* Binds and starts cfg.threads service threads; *port gets the bound port. */
+int serve_http_start(serve_app *app, serve_http **out, int *port, kiln_error *err);
+void serve_http_stop(serve_http *h);
+/* Waits for the service threads; returns the number of requests that were
+ * still in flight when the grace period ran out (0 on a clean stop). */
+int serve_http_join(serve_http *h);
+void serve_http_free(serve_http *h);
+
+#endif
