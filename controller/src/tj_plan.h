@@ -1,0 +1,90 @@
+/* tj_plan: the TrainingJob reconciler's decisions as one pure function.
+ *
+ * tj_plan(job, owned pods, env) returns what to do: pods to create (full
+ * manifests), pods to delete (with the reason), PVCs to create, the new
+ * status to write through the status subresource (NULL when unchanged),
+ * Events to record, and when to look again. It reads nothing else and
+ * keeps no state, so a restarted controller recomputes the same plan from
+ * the same API state and nothing is lost or duplicated:
+ *   - trial pods are named <job>-t<index>; a create that meets
+ *     AlreadyExists is success;
+ *   - everything the search needs to remember (trial records, attempts,
+ *     the search identity, the best trial) lives in the status it writes;
+ *   - a finished pod is deleted (ttlSecondsAfterFinished) only once its
+ *     record is already in the stored status.
+ *
+ * How the I/O layer executes a plan, in this order: create the PVCs, write
+ * the status (on a conflict or any error stop here and requeue: the next
+ * plan recomputes everything), delete the pods (NotFound is success),
+ * create the pods (AlreadyExists is success), record the events, then
+ * requeue after requeue_after_ms when it is > 0.
+ *
+ * Ownership: tj_plan fills caller storage initialised with tj_plan_init;
+ * tj_plan_release frees everything in it (manifests, status, messages). */
+#ifndef KILN_TJ_PLAN_H
+#define KILN_TJ_PLAN_H
+
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "kiln_err.h"
+#include "ktime.h"
+
+typedef struct tj_env {
+    ktime now;                 /* the wall clock for this reconcile */
+    const char *trainer_image; /* image when spec.trainer.image is empty; NULL: the built-in */
+    const char *ns;            /* namespace for a job object without one; NULL: "default" */
+    const char *controller;    /* reporting identity ("kiln-controller"); informational */
+    int stall_after_s;         /* a trial pod Pending this long on an image pull, config or
+                                  scheduling problem makes the job Stalled; < 0: 60 */
+} tj_env;
+
+typedef struct tj_delete {
+    char name[254];     /* pod name in the job's namespace */
+    const char *reason; /* static: "retry", "goal-reached", "job-finished", "superseded", "ttl" */
+} tj_delete;
+
+typedef struct tj_event {
+    const char *type;   /* static: "Normal" or "Warning" */
+    const char *reason; /* static CamelCase: TrialCreated, TrialSucceeded, TrialFailed,
+                           TrialRetrying, NewBestTrial, GoalReached, GoalNotReached,
+                           TooManyFailedTrials, InvalidSpec, TrialConfigError, SearchStarted,
+                           Stalled */
+    char *message;      /* owned */
+} tj_event;
+
+typedef struct tj_plan_out {
+    cJSON **pvcs;       /* PersistentVolumeClaims to create (AlreadyExists: fine) */
+    int n_pvcs;
+    tj_delete *deletes; /* pods to delete */
+    int n_deletes;
+    cJSON **creates;    /* pods to create, in index order */
+    int n_creates;
+    cJSON *status;      /* the whole new .status, or NULL when it would not change */
+    tj_event *events;
+    int n_events;
+    int64_t requeue_after_ms; /* > 0: reconcile again after this long even without a change */
+    /* private: capacities */
+    int cap_pvcs, cap_deletes, cap_creates, cap_events;
+} tj_plan_out;
+
+void tj_plan_init(tj_plan_out *p);
+void tj_plan_release(tj_plan_out *p);
+
+/* Computes the plan for job (a TrainingJob with metadata, spec and maybe
+ * status) given the pods it owns (any order; pods of other jobs and
+ * serving pods are ignored). out must be initialised (tj_plan_init) and
+ * is reset first. Returns 0; KILN_EINVAL when the job has no name or a
+ * pod carries a malformed annotation; KILN_ENOMEM. An invalid spec is not
+ * an error: it plans a Stalled status and a Warning event. */
+int tj_plan(const cJSON *job, const cJSON *const *pods, int n_pods, const tj_env *env,
+            tj_plan_out *out, kiln_error *err);
+
+/* The plan as one JSON object (for logs, the dashboard and tests):
+ * {"pvcs":[...],"deletes":[{"name","reason"}],"creates":[...],
+ *  "status":{...}|null,"events":[{"type","reason","message"}],
+ *  "requeueAfterMs":N}. NULL when out of memory. */
+cJSON *tj_plan_to_json(const tj_plan_out *p);
+
+#endif
