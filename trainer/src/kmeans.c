@@ -6,7 +6,6 @@
 #include "kmeans.h"
 
 #include <cblas.h>
-#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -39,10 +38,10 @@
 
 /* What one worker accumulates over its rows during a pass. */
 typedef struct worker {
-    float *g;         /* (B, k) block of -2 x.c, then scratch */
-    float *bsum;      /* (k, d) float sums since the last flush */
-    double *sum;      /* (k, d) double sums of the rows per cluster */
-    int64_t *count;   /* (k) */
+    float *g;               /* (B, k) block of -2 x.c, then scratch */
+    float *bsum;            /* (k, d) float sums since the last flush */
+    double *sum;            /* (k, d) double sums of the rows per cluster */
+    int64_t *count;         /* (k) */
     unsigned char *touched; /* (k) cluster has rows in bsum */
     double wcss;
     int64_t changed;
@@ -52,13 +51,13 @@ typedef struct worker {
 typedef struct pass {
     const float *x;
     int n, d, k, block;
-    const float *c;   /* (k, d) centroids */
-    float *ct;        /* (d, k) the same, transposed for SGEMM */
-    const float *cn;  /* (k) squared centroid norms */
-    int32_t *labels;  /* (n) out; with keep_prev also in */
-    float *dist;      /* (n) squared distance to the chosen centroid, or NULL */
-    int keep_prev;    /* labels hold the previous assignment */
-    int accumulate;   /* fill worker sums and counts */
+    const float *c;  /* (k, d) centroids */
+    float *ct;       /* (d, k) the same, transposed for SGEMM */
+    const float *cn; /* (k) squared centroid norms */
+    int32_t *labels; /* (n) out; with keep_prev also in */
+    float *dist;     /* (n) squared distance to the chosen centroid, or NULL */
+    int keep_prev;   /* labels hold the previous assignment */
+    int accumulate;  /* fill worker sums and counts */
     int nw;
     worker w[MAX_WORKERS];
 } pass;
@@ -372,15 +371,29 @@ static void centroid_norms(const float *c, int k, int d, float *cn)
 
 typedef struct seed_ctx {
     const float *x;
-    const float *xn;   /* (n) squared row norms */
     int d, nc, block;
-    const float *cand; /* (nc, d) */
+    float *xn;         /* (n) squared row norms */
+    float *closest;    /* (n) squared distance to the nearest centre */
+    const float *cand; /* (nc, d) candidates; the first centre in seed_first */
     const float *candn;
-    const float *closest; /* (n) */
-    float *dcand;      /* (n, nc) min(closest, distance to candidate) */
+    float *dcand; /* (n, nc) min(closest, distance to candidate) */
     double pot[MAX_WORKERS][MAX_CANDIDATES];
     float *g[MAX_WORKERS];
 } seed_ctx;
+
+/* Row norms and the exact distance to the first centre (cand[0]). */
+static void seed_first(void *ctx, int w, int lo, int hi)
+{
+    seed_ctx *s = ctx;
+    double pot = 0;
+    for (int i = lo; i < hi; i++) {
+        const float *xi = s->x + (size_t)i * s->d;
+        s->xn[i] = sqnorm(xi, s->d);
+        s->closest[i] = sqdist(xi, s->cand, s->d);
+        pot += s->closest[i];
+    }
+    s->pot[w][0] = pot;
+}
 
 static void seed_range(void *ctx, int w, int lo, int hi)
 {
@@ -389,8 +402,8 @@ static void seed_range(void *ctx, int w, int lo, int hi)
     double pot[MAX_CANDIDATES] = {0};
     for (int i0 = lo; i0 < hi; i0 += s->block) {
         int b = hi - i0 < s->block ? hi - i0 : s->block;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, nc, d, -2.0f,
-                    s->x + (size_t)i0 * d, d, s->cand, d, 0.0f, s->g[w], nc);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, nc, d, -2.0f, s->x + (size_t)i0 * d,
+                    d, s->cand, d, 0.0f, s->g[w], nc);
         for (int r = 0; r < b; r++) {
             int i = i0 + r;
             for (int c = 0; c < nc; c++) {
@@ -452,17 +465,15 @@ static int seed_pp(const float *x, int n, int d, int k, rng *r, float *c, kiln_e
         }
     int first = (int)rng_below(r, (uint32_t)n);
     memcpy(c, x + (size_t)first * d, (size_t)d * sizeof(float));
-    double total = 0;
-    for (int i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * d;
-        xn[i] = sqnorm(xi, d);
-        closest[i] = sqdist(xi, c, d);
-        total += closest[i];
-    }
     s.xn = xn;
+    s.closest = closest;
+    s.cand = c;
+    run_parallel(nw, n, seed_first, &s);
+    double total = 0;
+    for (int w = 0; w < nw; w++)
+        total += s.pot[w][0];
     s.cand = cand;
     s.candn = candn;
-    s.closest = closest;
     s.dcand = dcand;
     for (int j = 1; j < k; j++) {
         for (int q = 0; q < nc; q++) {
@@ -587,7 +598,7 @@ int kmeans_fit(const float *x, int n, int d, int k, int max_iter, double tol, rn
             break;
         }
         update_centroids(&p, c, labels, dist, sum, count);
-        if (it > 0 && fabs(prev - wcss) <= tol * prev) {
+        if (it > 0 && fabs(prev - wcss) < tol * prev) {
             it++;
             break;
         }
@@ -666,48 +677,68 @@ void kmeans_assign(const float *centroids, int k, int d, const float *x, int n, 
 
 /* ------------------------------------------------------------ the elbow */
 
-/* The elbow rule. WCSS(k) falls steeply while each added centre separates
- * a real group and slowly once it only splits a group. On a log scale the
- * drop into the true k, log W(k-1) - log W(k), is large (merging two groups
- * costs far more than their spread) while the drop after it,
- * log W(k) - log W(k+1), is small; and for k below the true count the drop
- * after k is itself a merge, so it is large too. The rule picks the k in
- * 2..max_k-1 with the largest second difference of log WCSS:
+/* The elbow rule. WCSS(k), written W(k), falls steeply while each added
+ * centre separates a real group and slowly once it only splits a group.
+ * On a log scale (which makes the rule blind to the data's units) let
  *
- *     score(k) = (log W(k-1) - log W(k)) - (log W(k) - log W(k+1))
+ *     drop(k) = log W(k) - log W(k+1)        k = 1 .. max_k-1
  *
- * ties to the smaller k. The log makes the rule independent of the data's
- * scale and of how much of the total variance the groups explain. Before
- * scoring, the curve is made non-increasing (a fit that landed in a worse
- * local minimum than k-1 is replaced by the k-1 value) and floored at
- * 1e-12 W(1) so duplicated points (W = 0) do not take the log of zero. The
- * rule cannot see an elbow at max_k (it needs W(max_k+1)), so max_k should
- * exceed the expected k by at least one; with max_k <= 2 it returns max_k,
- * and it never returns 1 when max_k >= 3. */
-/* log of the non-increasing, floored curve at index i (k = i + 1). */
-static double elbow_log(const double *w, int i)
+ * At the true k the drop into k is a merge cost and the drop after k only
+ * a split, so their ratio is large; below the true k both are merges and
+ * above it both are splits, so it is near 1. The rule picks the k in
+ * 2 .. max_k-1 with the largest
+ *
+ *     score(k) = drop(k-1) / max(drop(k), s)
+ *
+ * (ties to the smaller k), where s, the curve's noise level, is the lower
+ * quartile of all the drops: with max_k at least about 1.5 times the true
+ * k plus one, most drops past the true k are splits, so the quartile is a
+ * split-sized drop. The floor s stops a next drop that is tiny by chance (a
+ * fit that barely beat k-1) from inflating a ratio; the plain "largest
+ * second difference" rule was tried and fails on loose groups whose last
+ * merge is cheap next to an earlier one. Before scoring, the curve is made
+ * non-increasing (a fit that ended above k-1's is replaced by k-1's value)
+ * and floored at 1e-12 W(1) so duplicated points (W = 0) have a logarithm.
+ * The rule cannot see an elbow at max_k itself (it needs W(max_k+1)); with
+ * max_k <= 2 it returns max_k, and with max_k >= 3 it returns 1 only when
+ * every row is the same point (W(1) = 0).
+ * scratch holds 2 * max_k doubles. */
+static int elbow_rule(const double *w, int max_k, double *scratch)
 {
-    double v = w[0];
-    for (int q = 1; q <= i; q++)
-        if (w[q] < v)
-            v = w[q];
-    double floor = w[0] * 1e-12;
-    if (!(v > floor))
-        v = floor;
-    return log(v > 0 ? v : DBL_MIN);
-}
-
-static int elbow_rule(const double *w, int max_k)
-{
+    double *drops = scratch, *sorted = scratch + max_k;
     if (max_k <= 2)
         return max_k;
+    if (!(w[0] > 0))
+        return 1;
+    int m = max_k - 1;
+    double floor = w[0] * 1e-12, v = w[0], prev_log = 0;
+    for (int i = 0; i < max_k; i++) {
+        if (w[i] < v)
+            v = w[i];
+        double lv = log(v > floor ? v : floor);
+        if (i > 0)
+            drops[i - 1] = prev_log - lv;
+        prev_log = lv;
+    }
+    memcpy(sorted, drops, (size_t)m * sizeof(double));
+    for (int i = 1; i < m; i++)
+        for (int j = i; j > 0 && sorted[j] < sorted[j - 1]; j--) {
+            double t = sorted[j];
+            sorted[j] = sorted[j - 1];
+            sorted[j - 1] = t;
+        }
+    double pos = 0.25 * (m - 1);
+    int lo = (int)pos;
+    double s = lo + 1 < m ? sorted[lo] + (pos - lo) * (sorted[lo + 1] - sorted[lo]) : sorted[lo];
+    if (s < 1e-9)
+        s = 1e-9;
     int best = 2;
-    double best_score = -INFINITY;
+    double best_score = -1;
     for (int k = 2; k <= max_k - 1; k++) {
-        double a = elbow_log(w, k - 2), b = elbow_log(w, k - 1), c = elbow_log(w, k);
-        double s = (a - b) - (b - c);
-        if (s > best_score) {
-            best_score = s;
+        double den = drops[k - 1] > s ? drops[k - 1] : s;
+        double score = drops[k - 2] / den;
+        if (score > best_score) {
+            best_score = score;
             best = k;
         }
     }
@@ -718,8 +749,11 @@ int kmeans_elbow(const float *x, int n, int d, int max_k, int max_iter, double t
                  int *k_out, double *wcss_curve, kiln_error *err)
 {
     if (!k_out || !wcss_curve || max_k < 1 || max_k > n)
-        return kiln_fail(err, KILN_EINVAL, "k-means elbow: need 1 <= max_k <= n (got max_k=%d, n=%d)",
-                         max_k, n);
+        return kiln_fail(err, KILN_EINVAL,
+                         "k-means elbow: need 1 <= max_k <= n (got max_k=%d, n=%d)", max_k, n);
+    double *scratch = malloc(2 * (size_t)max_k * sizeof(double));
+    if (!scratch)
+        return kiln_fail(err, KILN_ENOMEM, "k-means elbow: out of memory");
     for (int k = 1; k <= max_k; k++) {
         /* k = 1 has one solution (the mean); other k keep the best of a
          * few seedings, since one fit stuck in a poor local minimum bends
@@ -728,14 +762,17 @@ int kmeans_elbow(const float *x, int n, int d, int max_k, int max_iter, double t
         for (int t = 0; t < inits; t++) {
             kmeans_result res;
             int rc = kmeans_fit(x, n, d, k, max_iter, tol, r, &res, err);
-            if (rc)
+            if (rc) {
+                free(scratch);
                 return rc;
+            }
             if (t == 0 || res.wcss < wcss_curve[k - 1])
                 wcss_curve[k - 1] = res.wcss;
             kmeans_result_release(&res);
         }
     }
-    *k_out = elbow_rule(wcss_curve, max_k);
+    *k_out = elbow_rule(wcss_curve, max_k, scratch);
+    free(scratch);
     return 0;
 }
 
@@ -798,8 +835,8 @@ double kmeans_silhouette(const float *x, int n, int d, const int32_t *labels, in
     double total = 0;
     for (int i0 = 0; i0 < m; i0 += blk) {
         int b = m - i0 < blk ? m - i0 : blk;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, m, d, -2.0f, xs + (size_t)i0 * d,
-                    d, xs, d, 0.0f, g, m);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, m, d, -2.0f, xs + (size_t)i0 * d, d,
+                    xs, d, 0.0f, g, m);
         for (int q = 0; q < b; q++) {
             int i = i0 + q;
             int own = ls[i];
