@@ -1,0 +1,433 @@
+/* kube_queue: dedupe + processing sets, delayed adds, back-off, workers. */
+#include "kube_queue.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kiln_err.h"
+#include "kube_map.h"
+#include "kube_rate.h"
+#include "ktime.h"
+
+/* ---- types ---- */
+
+/* One per known key; removed when it is idle and has no back-off. */
+typedef struct kstate {
+    int dirty;        /* queued, or must be queued again at done() */
+    int processing;   /* handed to a worker */
+    int failures;     /* per-key back-off exponent */
+    int64_t ready_at; /* > 0: delayed until this monotonic time */
+} kstate;
+
+typedef struct worker {
+    pthread_t th;
+    kube_queue *q;
+} worker;
+
+struct kube_queue {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    kube_map *states; /* key -> kstate */
+    char **fifo;      /* ring of ready keys (owned strings) */
+    size_t cap, head, n;
+    int shutting_down;
+    kube_queue_opts opts;
+    kube_rate bucket;
+    /* workers */
+    worker *workers;
+    int n_workers;
+    kube_reconcile_fn fn;
+    void *ud;
+};
+
+/* ---- helpers (caller holds q->mu) ---- */
+
+static int fifo_push(kube_queue *q, const char *key)
+{
+    if (q->n == q->cap) {
+        size_t nc = q->cap ? q->cap * 2 : 64;
+        char **nf = malloc(nc * sizeof *nf);
+        if (!nf)
+            return KILN_ENOMEM;
+        for (size_t i = 0; i < q->n; i++)
+            nf[i] = q->fifo[(q->head + i) % q->cap];
+        free(q->fifo);
+        q->fifo = nf;
+        q->cap = nc;
+        q->head = 0;
+    }
+    size_t kl = strlen(key);
+    char *k = malloc(kl + 1);
+    if (!k)
+        return KILN_ENOMEM;
+    memcpy(k, key, kl + 1);
+    q->fifo[(q->head + q->n) % q->cap] = k;
+    q->n++;
+    return 0;
+}
+
+static kstate *state_get(kube_queue *q, const char *key, int create)
+{
+    kstate *s = kube_map_get(q->states, key);
+    if (s || !create)
+        return s;
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    if (kube_map_put(q->states, key, s)) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void state_gc(kube_queue *q, const char *key, kstate *s)
+{
+    if (!s->dirty && !s->processing && s->failures == 0 && s->ready_at == 0)
+        kube_map_del(q->states, key);
+}
+
+/* The add itself: dirty set, and queued unless being processed. */
+static int add_locked(kube_queue *q, const char *key)
+{
+    if (q->shutting_down)
+        return KILN_ECANCELED;
+    kstate *s = state_get(q, key, 1);
+    if (!s)
+        return KILN_ENOMEM;
+    s->ready_at = 0;
+    if (s->dirty)
+        return 0;
+    s->dirty = 1;
+    if (s->processing)
+        return 0;
+    int rc = fifo_push(q, key);
+    if (rc) {
+        s->dirty = 0;
+        state_gc(q, key, s);
+        return rc;
+    }
+    pthread_cond_broadcast(&q->cv);
+    return 0;
+}
+
+typedef struct due_scan {
+    int64_t now, next;
+    char **due;
+    size_t n, cap;
+} due_scan;
+
+static int collect_due(const char *key, void *val, void *ud)
+{
+    kstate *s = val;
+    due_scan *d = ud;
+    if (s->ready_at == 0)
+        return 0;
+    if (s->ready_at <= d->now) {
+        if (d->n == d->cap) {
+            size_t nc = d->cap ? d->cap * 2 : 16;
+            char **nd = realloc(d->due, nc * sizeof *nd);
+            if (!nd)
+                return 0; /* picked up on the next scan */
+            d->due = nd;
+            d->cap = nc;
+        }
+        d->due[d->n++] = (char *)key;
+    } else if (d->next == 0 || s->ready_at < d->next) {
+        d->next = s->ready_at;
+    }
+    return 0;
+}
+
+/* Moves delayed keys whose time has come into the queue; returns the next
+ * deadline (0: none). Keys are copied before the map changes. */
+static int64_t promote_due(kube_queue *q)
+{
+    due_scan d = {.now = ktime_mono_ms()};
+    kube_map_foreach(q->states, collect_due, &d);
+    for (size_t i = 0; i < d.n; i++) {
+        size_t kl = strlen(d.due[i]);
+        char *k = malloc(kl + 1);
+        if (!k) {
+            d.next = d.now + 10;
+            continue;
+        }
+        memcpy(k, d.due[i], kl + 1);
+        kstate *s = kube_map_get(q->states, k);
+        if (s && s->ready_at) {
+            s->ready_at = 0;
+            if (add_locked(q, k) == KILN_ENOMEM) {
+                s->ready_at = d.now + 10;
+                d.next = d.now + 10;
+            }
+        }
+        free(k);
+    }
+    free(d.due);
+    return d.next;
+}
+
+static int64_t backoff_ms(const kube_queue *q, int failures)
+{
+    int64_t d = q->opts.base_delay_ms;
+    for (int i = 0; i < failures && d < q->opts.max_delay_ms; i++)
+        d *= 2;
+    return d > q->opts.max_delay_ms ? q->opts.max_delay_ms : d;
+}
+
+/* ---- API ---- */
+
+int kube_queue_new(const kube_queue_opts *opts, kube_queue **out)
+{
+    kube_queue *q = calloc(1, sizeof *q);
+    if (!q)
+        return KILN_ENOMEM;
+    if (opts)
+        q->opts = *opts;
+    if (q->opts.base_delay_ms <= 0)
+        q->opts.base_delay_ms = 5;
+    if (q->opts.max_delay_ms <= 0)
+        q->opts.max_delay_ms = 1000000;
+    if (q->opts.qps == 0)
+        q->opts.qps = 10;
+    if (q->opts.burst <= 0)
+        q->opts.burst = 100;
+    if (kube_map_new(free, &q->states)) {
+        free(q);
+        return KILN_ENOMEM;
+    }
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&q->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    kube_rate_init(&q->bucket, q->opts.qps, q->opts.burst);
+    *out = q;
+    return 0;
+}
+
+void kube_queue_free(kube_queue *q)
+{
+    if (!q)
+        return;
+    kube_queue_stop(q);
+    for (size_t i = 0; i < q->n; i++)
+        free(q->fifo[(q->head + i) % q->cap]);
+    free(q->fifo);
+    kube_map_free(q->states);
+    kube_rate_release(&q->bucket);
+    pthread_cond_destroy(&q->cv);
+    pthread_mutex_destroy(&q->mu);
+    free(q);
+}
+
+int kube_queue_add(kube_queue *q, const char *key)
+{
+    pthread_mutex_lock(&q->mu);
+    int rc = add_locked(q, key);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+int kube_queue_add_after(kube_queue *q, const char *key, int64_t delay_ms)
+{
+    if (delay_ms <= 0)
+        return kube_queue_add(q, key);
+    pthread_mutex_lock(&q->mu);
+    int rc = 0;
+    if (q->shutting_down) {
+        rc = KILN_ECANCELED;
+    } else {
+        kstate *s = state_get(q, key, 1);
+        if (!s) {
+            rc = KILN_ENOMEM;
+        } else if (!s->dirty) {
+            /* keep the earliest deadline, as client-go's delaying queue does */
+            int64_t at = ktime_mono_ms() + delay_ms;
+            if (s->ready_at == 0 || at < s->ready_at)
+                s->ready_at = at;
+            pthread_cond_broadcast(&q->cv);
+        }
+    }
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+int kube_queue_add_rate_limited(kube_queue *q, const char *key)
+{
+    pthread_mutex_lock(&q->mu);
+    kstate *s = state_get(q, key, 1);
+    int64_t d = 0;
+    if (s) {
+        d = backoff_ms(q, s->failures);
+        s->failures++;
+    }
+    pthread_mutex_unlock(&q->mu);
+    if (!s)
+        return KILN_ENOMEM;
+    int64_t b = q->opts.qps > 0 ? kube_rate_reserve(&q->bucket) : 0;
+    return kube_queue_add_after(q, key, d > b ? d : b);
+}
+
+void kube_queue_forget(kube_queue *q, const char *key)
+{
+    pthread_mutex_lock(&q->mu);
+    kstate *s = state_get(q, key, 0);
+    if (s) {
+        s->failures = 0;
+        state_gc(q, key, s);
+    }
+    pthread_mutex_unlock(&q->mu);
+}
+
+int kube_queue_num_requeues(kube_queue *q, const char *key)
+{
+    pthread_mutex_lock(&q->mu);
+    kstate *s = state_get(q, key, 0);
+    int n = s ? s->failures : 0;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
+
+int kube_queue_get(kube_queue *q, char **key_out)
+{
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        int64_t next = promote_due(q);
+        if (q->n > 0)
+            break;
+        if (q->shutting_down) {
+            pthread_mutex_unlock(&q->mu);
+            return KILN_ECANCELED;
+        }
+        if (next) {
+            struct timespec ts;
+            int64_t at = next;
+            ts.tv_sec = at / 1000;
+            ts.tv_nsec = (at % 1000) * 1000000L;
+            pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+        } else {
+            pthread_cond_wait(&q->cv, &q->mu);
+        }
+    }
+    char *k = q->fifo[q->head];
+    q->head = (q->head + 1) % q->cap;
+    q->n--;
+    kstate *s = state_get(q, k, 0);
+    if (s) {
+        s->dirty = 0;
+        s->processing = 1;
+    }
+    pthread_mutex_unlock(&q->mu);
+    *key_out = k;
+    return 0;
+}
+
+void kube_queue_done(kube_queue *q, const char *key)
+{
+    pthread_mutex_lock(&q->mu);
+    kstate *s = state_get(q, key, 0);
+    if (s) {
+        s->processing = 0;
+        if (s->dirty && !q->shutting_down) {
+            if (fifo_push(q, key) == 0)
+                pthread_cond_broadcast(&q->cv);
+            else
+                s->dirty = 0; /* out of memory: the next add brings it back */
+        }
+        state_gc(q, key, s);
+    }
+    pthread_mutex_unlock(&q->mu);
+}
+
+size_t kube_queue_len(kube_queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    size_t n = q->n;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
+
+void kube_queue_shutdown(kube_queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->shutting_down = 1;
+    /* drop what is queued so workers stop after their current key */
+    for (size_t i = 0; i < q->n; i++)
+        free(q->fifo[(q->head + i) % q->cap]);
+    q->n = 0;
+    q->head = 0;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+int kube_queue_shutting_down(kube_queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    int s = q->shutting_down;
+    pthread_mutex_unlock(&q->mu);
+    return s;
+}
+
+/* ---- workers ---- */
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    kube_queue *q = w->q;
+    char *key;
+    while (kube_queue_get(q, &key) == 0) {
+        int64_t after = 0;
+        int r = q->fn(q->ud, key, &after);
+        switch (r) {
+        case KUBE_RC_OK:
+        case KUBE_RC_TERMINAL:
+            kube_queue_forget(q, key);
+            break;
+        case KUBE_RC_REQUEUE_AFTER:
+            kube_queue_forget(q, key);
+            kube_queue_add_after(q, key, after);
+            break;
+        default:
+            kube_queue_add_rate_limited(q, key);
+            break;
+        }
+        kube_queue_done(q, key);
+        free(key);
+    }
+    return NULL;
+}
+
+int kube_queue_start(kube_queue *q, int n, kube_reconcile_fn fn, void *ud)
+{
+    if (q->workers || n <= 0 || !fn)
+        return KILN_EINVAL;
+    q->workers = calloc((size_t)n, sizeof *q->workers);
+    if (!q->workers)
+        return KILN_ENOMEM;
+    q->fn = fn;
+    q->ud = ud;
+    for (int i = 0; i < n; i++) {
+        q->workers[i].q = q;
+        if (pthread_create(&q->workers[i].th, NULL, worker_main, &q->workers[i])) {
+            kube_queue_stop(q);
+            return KILN_EINTERNAL;
+        }
+        q->n_workers++;
+    }
+    return 0;
+}
+
+void kube_queue_stop(kube_queue *q)
+{
+    kube_queue_shutdown(q);
+    for (int i = 0; i < q->n_workers; i++)
+        pthread_join(q->workers[i].th, NULL);
+    q->n_workers = 0;
+    free(q->workers);
+    q->workers = NULL;
+}

@@ -1,0 +1,183 @@
+/* Unit tests for kube_queue and kube_rate with real threads. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "fakeapi.h"
+#include "ktest.h"
+#include "ktime.h"
+#include "kube_queue.h"
+#include "kube_rate.h"
+
+static void test_dedupe_and_order(void)
+{
+    kube_queue *q;
+    KT_EQ_INT(kube_queue_new(NULL, &q), 0);
+    kube_queue_add(q, "ns/a");
+    kube_queue_add(q, "ns/b");
+    kube_queue_add(q, "ns/a");
+    kube_queue_add(q, "ns/b");
+    KT_EQ_INT(kube_queue_len(q), 2);
+    char *k;
+    KT_EQ_INT(kube_queue_get(q, &k), 0);
+    KT_CHECK(strcmp(k, "ns/a") == 0);
+    /* adding while processing: not handed out again until done */
+    kube_queue_add(q, "ns/a");
+    KT_EQ_INT(kube_queue_len(q), 1);
+    char *k2;
+    KT_EQ_INT(kube_queue_get(q, &k2), 0);
+    KT_CHECK(strcmp(k2, "ns/b") == 0);
+    KT_EQ_INT(kube_queue_len(q), 0);
+    kube_queue_done(q, k);
+    KT_EQ_INT(kube_queue_len(q), 1); /* the dirty a came back */
+    kube_queue_done(q, k2);
+    free(k2);
+    char *k3;
+    KT_EQ_INT(kube_queue_get(q, &k3), 0);
+    KT_CHECK(strcmp(k3, "ns/a") == 0);
+    kube_queue_done(q, k3);
+    free(k3);
+    free(k);
+    kube_queue_shutdown(q);
+    KT_EQ_INT(kube_queue_get(q, &k), KILN_ECANCELED);
+    KT_EQ_INT(kube_queue_add(q, "x"), KILN_ECANCELED);
+    kube_queue_free(q);
+}
+
+static void test_add_after(void)
+{
+    kube_queue *q;
+    KT_EQ_INT(kube_queue_new(NULL, &q), 0);
+    int64_t t0 = ktime_mono_ms();
+    kube_queue_add_after(q, "ns/late", 80);
+    kube_queue_add_after(q, "ns/soon", 20);
+    KT_EQ_INT(kube_queue_len(q), 0);
+    char *k;
+    KT_EQ_INT(kube_queue_get(q, &k), 0);
+    KT_CHECK(strcmp(k, "ns/soon") == 0);
+    KT_CHECK(ktime_mono_ms() - t0 >= 20);
+    kube_queue_done(q, k);
+    free(k);
+    KT_EQ_INT(kube_queue_get(q, &k), 0);
+    KT_CHECK(strcmp(k, "ns/late") == 0);
+    KT_CHECK(ktime_mono_ms() - t0 >= 80);
+    kube_queue_done(q, k);
+    free(k);
+    /* an immediate add overrides a pending delay */
+    kube_queue_add_after(q, "ns/x", 100000);
+    kube_queue_add(q, "ns/x");
+    KT_EQ_INT(kube_queue_len(q), 1);
+    kube_queue_free(q);
+}
+
+static void test_backoff_growth(void)
+{
+    kube_queue_opts o = {.base_delay_ms = 10, .max_delay_ms = 40, .qps = -1};
+    kube_queue *q;
+    KT_EQ_INT(kube_queue_new(&o, &q), 0);
+    int64_t expect[] = {10, 20, 40, 40};
+    for (int i = 0; i < 4; i++) {
+        int64_t t0 = ktime_mono_ms();
+        kube_queue_add_rate_limited(q, "ns/f");
+        char *k;
+        KT_EQ_INT(kube_queue_get(q, &k), 0);
+        int64_t took = ktime_mono_ms() - t0;
+        KT_CHECK(took >= expect[i]);
+        KT_CHECK(took < expect[i] + 3000); /* generous: only catches runaway delays */
+        kube_queue_done(q, k);
+        free(k);
+    }
+    KT_EQ_INT(kube_queue_num_requeues(q, "ns/f"), 4);
+    kube_queue_forget(q, "ns/f");
+    KT_EQ_INT(kube_queue_num_requeues(q, "ns/f"), 0);
+    kube_queue_free(q);
+}
+
+/* Workers: many adds of few keys; count overlap per key. */
+typedef struct wstate {
+    atomic_int active[4];
+    atomic_int overlap;
+    atomic_int calls;
+    atomic_int fails_left;
+    atomic_int requeued;
+} wstate;
+
+static int reconcile(void *ud, const char *key, int64_t *requeue_ms)
+{
+    wstate *w = ud;
+    int i = key[3] - '0';
+    if (atomic_fetch_add(&w->active[i], 1) != 0)
+        atomic_fetch_add(&w->overlap, 1);
+    fake_sleep_ms(2);
+    atomic_fetch_sub(&w->active[i], 1);
+    atomic_fetch_add(&w->calls, 1);
+    if (i == 3 && atomic_fetch_sub(&w->fails_left, 1) > 0)
+        return KUBE_RC_ERROR;
+    if (i == 2 && atomic_fetch_add(&w->requeued, 1) == 0) {
+        *requeue_ms = 30;
+        return KUBE_RC_REQUEUE_AFTER;
+    }
+    return KUBE_RC_OK;
+}
+
+static void test_workers(void)
+{
+    kube_queue_opts o = {.base_delay_ms = 1, .qps = -1};
+    kube_queue *q;
+    KT_EQ_INT(kube_queue_new(&o, &q), 0);
+    wstate w;
+    memset(&w, 0, sizeof w);
+    atomic_store(&w.fails_left, 3);
+    KT_EQ_INT(kube_queue_start(q, 4, reconcile, &w), 0);
+    for (int r = 0; r < 50; r++) {
+        char key[8];
+        snprintf(key, sizeof key, "ns/%d", r % 4);
+        kube_queue_add(q, key);
+        if (r % 7 == 0)
+            fake_sleep_ms(1);
+    }
+    int64_t t0 = ktime_mono_ms();
+    while (ktime_mono_ms() - t0 < 10000 &&
+           (atomic_load(&w.fails_left) > -1 || atomic_load(&w.requeued) < 2))
+        fake_sleep_ms(5);
+    fake_sleep_ms(20);
+    kube_queue_stop(q);
+    KT_EQ_INT(atomic_load(&w.overlap), 0);
+    KT_CHECK(atomic_load(&w.calls) >= 4);
+    KT_CHECK(atomic_load(&w.calls) <= 50 + 10);
+    KT_CHECK(atomic_load(&w.fails_left) <= -1);       /* key 3 retried past its failures */
+    KT_CHECK(atomic_load(&w.requeued) >= 2);          /* key 2 came back after 30 ms */
+    KT_EQ_INT(kube_queue_num_requeues(q, "ns/3"), 0); /* forgotten on success */
+    kube_queue_free(q);
+}
+
+static void test_rate(void)
+{
+    kube_rate r;
+    kube_rate_init(&r, 100, 3);
+    KT_EQ_INT(kube_rate_reserve(&r), 0);
+    KT_EQ_INT(kube_rate_reserve(&r), 0);
+    KT_EQ_INT(kube_rate_reserve(&r), 0);
+    int64_t w = kube_rate_reserve(&r);
+    KT_CHECK(w >= 8 && w <= 10);
+    int64_t w2 = kube_rate_reserve(&r);
+    KT_CHECK(w2 >= 18 && w2 <= 20);
+    int64_t t0 = ktime_mono_ms();
+    KT_EQ_INT(kube_rate_wait(&r, NULL), 0);
+    KT_CHECK(ktime_mono_ms() - t0 >= 20);
+    atomic_int stop = 1;
+    KT_EQ_INT(kube_rate_wait(&r, &stop), KILN_ECANCELED);
+    kube_rate_set(&r, 0, 1); /* unlimited */
+    KT_EQ_INT(kube_rate_reserve(&r), 0);
+    kube_rate_release(&r);
+}
+
+int main(void)
+{
+    KT_RUN(test_dedupe_and_order);
+    KT_RUN(test_add_after);
+    KT_RUN(test_backoff_growth);
+    KT_RUN(test_workers);
+    KT_RUN(test_rate);
+    return KT_DONE();
+}
