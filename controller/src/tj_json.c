@@ -27,6 +27,12 @@ const char *tj_json_str(const cJSON *o, const char *dotted, const char *def)
     return cJSON_IsString(v) && v->valuestring ? v->valuestring : def;
 }
 
+const char *tj_json_key_str(const cJSON *o, const char *key, const char *def)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) && v->valuestring ? v->valuestring : def;
+}
+
 double tj_json_num(const cJSON *o, const char *dotted, double def)
 {
     const cJSON *v = tj_json_path(o, dotted);
@@ -103,5 +109,5 @@ cJSON *tj_json_obj(cJSON *o, const char *key)
     if (cJSON_IsObject(v))
         return v;
     return tj_json_add(o, key, cJSON_CreateObject()) ? cJSON_GetObjectItemCaseSensitive(o, key)
-                                                      : NULL;
+                                                     : NULL;
 }

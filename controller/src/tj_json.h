@@ -26,6 +26,9 @@ const char *tj_json_str(const cJSON *o, const char *dotted, const char *def);
 double tj_json_num(const cJSON *o, const char *dotted, double def);
 /* An integral number within [INT64_MIN/2, INT64_MAX/2], else def. */
 int64_t tj_json_int(const cJSON *o, const char *dotted, int64_t def);
+/* The string member key of o, read literally (label and annotation keys
+ * hold dots), or def. */
+const char *tj_json_key_str(const cJSON *o, const char *key, const char *def);
 /* 1/0 for JSON true/false, else def. */
 int tj_json_bool(const cJSON *o, const char *dotted, int def);
 

@@ -22,6 +22,7 @@
 #define DEFAULT_STALL_S  60
 #define RETRY_REQUEUE_MS 1000 /* look again soon after deleting a pod to rerun it */
 #define SEARCH_MAX       600
+#define MAX_INDEX        1000000000 /* trial indices beyond this are not ours */
 
 /* ------------------------------------------------------------ plan storage */
 
@@ -115,22 +116,22 @@ static void requeue(tj_plan_out *p, int64_t ms)
 
 typedef struct wtrial {
     int index;
-    const cJSON *old;          /* the stored record, or NULL */
-    const tj_pod_obs *pod;     /* its pod, or NULL */
-    const cJSON *params;       /* borrowed (pod annotation, record or own_params) */
-    cJSON *own_params;         /* params this plan chose or merged */
-    const cJSON *metrics;      /* borrowed, succeeded trials */
+    const cJSON *old;      /* the stored record, or NULL */
+    const tj_pod_obs *pod; /* its pod, or NULL */
+    const cJSON *params;   /* borrowed (pod annotation, record or own_params) */
+    cJSON *own_params;     /* params this plan chose or merged */
+    const cJSON *metrics;  /* borrowed, succeeded trials */
     const cJSON *train_metrics;
     const char *checkpoint;
-    char phase[16];            /* the new record phase */
+    char phase[16]; /* the new record phase */
     char message[720];
     int attempts;
-    int current;               /* belongs to the current search */
-    int keep;                  /* the stored record stands as it is */
-    int retry;                 /* delete the failed pod to run it again */
-    int create;                /* create its pod */
-    int is_new;                /* started by this plan */
-    int permanent;             /* failed with exit code 2 */
+    int current;   /* belongs to the current search */
+    int keep;      /* the stored record stands as it is */
+    int retry;     /* delete the failed pod to run it again */
+    int create;    /* create its pod */
+    int is_new;    /* started by this plan */
+    int permanent; /* failed with exit code 2 */
     int has_value;
     double value;
 } wtrial;
@@ -142,34 +143,41 @@ typedef struct ctx {
     kiln_error *err;
     ktime now;
     char now_s[KTIME_BUFSZ];
-    const cJSON *old;          /* stored status or NULL */
+    const cJSON *old; /* stored status or NULL */
     const cJSON *old_conds;
     tj_pod_obs *obs;
     int n_obs;
     wtrial *t;
     int n, cap;
-    char key[SEARCH_MAX];      /* search identity without its first index */
-    char search[SEARCH_MAX];   /* status.search */
-    int first;                 /* first trial index of the current search */
+    char key[SEARCH_MAX];    /* search identity without its first index */
+    char search[SEARCH_MAX]; /* status.search */
+    int first;               /* first trial index of the current search */
     int new_search;
-    int next;                  /* next trial index */
-    int floor;                 /* stored records below this index are summarised */
+    int next;  /* next trial index */
+    int floor; /* stored records below this index are summarised */
     int spec_ok;
     char spec_msg[KILN_ERRMSG_MAX];
     /* outcome */
     int ended;
-    const char *end_phase;     /* "Succeeded" | "Failed" */
+    const char *end_phase; /* "Succeeded" | "Failed" */
     const char *end_reason;
     char end_msg[1024];
     int goal_met;
     int stalled;
     char stall_reason[64];
-    char stall_msg[700];
+    char stall_msg[1024];
     int failed_total;
     int exhausted;
     int best_changed;
-    cJSON *best;               /* the new bestTrial (owned) */
+    cJSON *best; /* the new bestTrial (owned) */
 } ctx;
+
+/* A stored record's index, or -1 when it has none that could be ours. */
+static int rec_index(const cJSON *r)
+{
+    int64_t i = tj_json_int(r, "index", -1);
+    return i >= 0 && i <= MAX_INDEX ? (int)i : -1;
+}
 
 static const char *rec_phase(const cJSON *r)
 {
@@ -258,9 +266,10 @@ static int observe_pods(ctx *c, const cJSON *const *pods, int n_pods)
         int rc = tj_status_observe(pods[i], o, c->err);
         if (rc)
             return rc;
-        c->n_obs++;
         if (o->index < 0)
-            tj_pod_obs_release(o), c->n_obs--;
+            tj_pod_obs_release(o); /* a trial label that is not a number */
+        else
+            c->n_obs++;
     }
     return 0;
 }
@@ -280,15 +289,20 @@ static void search_key(const tj_spec *s, char *buf, size_t n)
  * first index; -1 when it does not parse. */
 static int parse_search(const char *text, char *key, size_t n, int *first)
 {
-    long long gen;
-    int f, used = 0;
-    if (!text || sscanf(text, "g%lld t%d%n", &gen, &f, &used) != 2 || f < 0)
+    if (!text || text[0] != 'g')
         return -1;
-    const char *rest = text + used;
-    if (*rest && strncmp(rest, " retrain=", 9))
+    char *end;
+    long long gen = strtoll(text + 1, &end, 10);
+    if (end == text + 1 || strncmp(end, " t", 2))
         return -1;
-    snprintf(key, n, "g%lld%s", gen, rest);
-    *first = f;
+    const char *f = end + 2;
+    long long idx = strtoll(f, &end, 10);
+    if (end == f || idx < 0 || idx > MAX_INDEX)
+        return -1;
+    if (*end && strncmp(end, " retrain=", 9))
+        return -1;
+    snprintf(key, n, "g%lld%s", gen, end);
+    *first = (int)idx;
     return 0;
 }
 
@@ -299,7 +313,7 @@ static void settle_search(ctx *c)
     const cJSON *r;
     cJSON_ArrayForEach(r, list)
     {
-        int idx = (int)tj_json_int(r, "index", -1);
+        int idx = rec_index(r);
         if (idx < 0)
             continue;
         maxidx = idx > maxidx ? idx : maxidx;
@@ -399,12 +413,11 @@ static int derive_trial(ctx *c, wtrial *w)
         w->create = 1;
         return 0;
     }
-    char name[300];
-    trial_name(c, w->index, name, sizeof name);
     switch (p->phase) {
     case TJ_POD_PENDING:
     case TJ_POD_RUNNING:
-        snprintf(w->phase, sizeof w->phase, "%s", p->phase == TJ_POD_RUNNING ? "Running" : "Pending");
+        snprintf(w->phase, sizeof w->phase, "%s",
+                 p->phase == TJ_POD_RUNNING ? "Running" : "Pending");
         snprintf(w->message, sizeof w->message, "%s", tj_json_str(r, "message", ""));
         return 0;
     case TJ_POD_SUCCEEDED: {
@@ -458,7 +471,7 @@ static int collect_trials(ctx *c)
     const cJSON *r;
     cJSON_ArrayForEach(r, tj_json_path(c->old, "trials"))
     {
-        int idx = (int)tj_json_int(r, "index", -1);
+        int idx = rec_index(r);
         if (idx < 0 || find_trial(c, idx))
             continue;
         wtrial *w = add_trial(c, idx);
@@ -502,6 +515,12 @@ static void end_search(ctx *c, const char *phase, const char *reason, const char
     va_start(ap, fmt);
     vsnprintf(c->end_msg, sizeof c->end_msg, fmt, ap);
     va_end(ap);
+    /* These need someone to fix the spec or the data: kstatus Stalled. */
+    if (!strcmp(reason, "InvalidSpec") || !strcmp(reason, "TrialConfigError")) {
+        c->stalled = 1;
+        snprintf(c->stall_reason, sizeof c->stall_reason, "%s", reason);
+        snprintf(c->stall_msg, sizeof c->stall_msg, "%s", c->end_msg);
+    }
 }
 
 static const wtrial *best_current(const ctx *c)
@@ -537,7 +556,7 @@ static int count_failed(const ctx *c)
     const cJSON *r;
     cJSON_ArrayForEach(r, tj_json_path(c->old, "trials"))
     {
-        if (tj_json_int(r, "index", -1) >= c->first && !strcmp(rec_phase(r), "Failed"))
+        if (rec_index(r) >= c->first && !strcmp(rec_phase(r), "Failed"))
             listed_before++;
     }
     for (int i = 0; i < c->n; i++)
@@ -557,8 +576,9 @@ static void decide_outcome(ctx *c)
         /* An ended search stays ended until the spec or the retrain
          * annotation starts a new one. */
         const cJSON *ready = tj_status_find_condition(c->old_conds, "Ready");
-        static const char *const reasons[] = {"GoalReached", "GoalNotReached", "TooManyFailedTrials",
-                                              "InvalidSpec", "TrialConfigError", NULL};
+        static const char *const reasons[] = {"GoalReached",         "GoalNotReached",
+                                              "TooManyFailedTrials", "InvalidSpec",
+                                              "TrialConfigError",    NULL};
         const char *why = tj_json_str(ready, "reason", "");
         const char *reason = !strcmp(old_phase, "Succeeded") ? "GoalReached" : "GoalNotReached";
         for (const char *const *r = reasons; *r; r++) {
@@ -568,11 +588,6 @@ static void decide_outcome(ctx *c)
         end_search(c, !strcmp(old_phase, "Succeeded") ? "Succeeded" : "Failed", reason, "%s",
                    tj_json_str(c->old, "message", ""));
         c->goal_met = !strcmp(old_phase, "Succeeded");
-        c->stalled = !strcmp(reason, "InvalidSpec") || !strcmp(reason, "TrialConfigError");
-        if (c->stalled) {
-            snprintf(c->stall_reason, sizeof c->stall_reason, "%s", reason);
-            snprintf(c->stall_msg, sizeof c->stall_msg, "%s", c->end_msg);
-        }
         return;
     }
     if (!c->spec_ok) {
@@ -587,21 +602,27 @@ static void decide_outcome(ctx *c)
     if (first && first->permanent && !strcmp(first->phase, "Failed") && !best) {
         trial_name(c, first->index, name, sizeof name);
         end_search(c, "Failed", "TrialConfigError",
-                   "the first trial %s failed on its data or config, so every trial would: %s", name,
-                   first->message);
+                   "the first trial %s failed on its data or config, so every trial would: %s",
+                   name, first->message);
         return;
     }
     if (best && tune_goal_met(c->s->spec, best->value)) {
         c->goal_met = 1;
         trial_name(c, best->index, name, sizeof name);
+        char msg[512];
+        snprintf(msg, sizeof msg, "trial %s reached %s %.4g (goal %g)", name, c->s->metric,
+                 best->value, c->s->goal);
+        /* onGoal finish: the search ends when the trials in flight do. */
         if (!c->s->on_goal_finish || inflight == 0)
-            end_search(c, "Succeeded", "GoalReached", "trial %s reached %s %.4g (goal %g)", name,
-                       c->s->metric, best->value, c->s->goal);
+            end_search(c, "Succeeded", "GoalReached", "%s", msg);
+        else
+            snprintf(c->end_msg, sizeof c->end_msg, "%s; finishing %d trial%s in flight", msg,
+                     inflight, inflight == 1 ? "" : "s");
         return;
     }
     if (c->failed_total >= c->s->max_failed) {
-        end_search(c, "Failed", "TooManyFailedTrials",
-                   "%d trials failed (maxFailedTrials %d)", c->failed_total, c->s->max_failed);
+        end_search(c, "Failed", "TooManyFailedTrials", "%d trials failed (maxFailedTrials %d)",
+                   c->failed_total, c->s->max_failed);
         return;
     }
     if (c->next - c->first >= c->s->max_trials && inflight == 0) {
@@ -609,9 +630,9 @@ static void decide_outcome(ctx *c)
             trial_name(c, best->index, name, sizeof name);
             fmt_value(c, best->metrics, val, sizeof val);
         }
-        end_search(c, "Failed", "GoalNotReached",
-                   "%d trials without reaching %s %g; best %s%s%s", c->s->max_trials, c->s->metric,
-                   c->s->goal, best ? name : "none", best ? ": " : "", best ? val : "");
+        end_search(c, "Failed", "GoalNotReached", "%d trials without reaching %s %g; best %s%s%s",
+                   c->s->max_trials, c->s->metric, c->s->goal, best ? name : "none",
+                   best ? ": " : "", best ? val : "");
     }
 }
 
@@ -634,7 +655,7 @@ static int tune_history(const ctx *c, tune_trial *out)
                                     .metrics = w->metrics,
                                     .train_metrics = w->train_metrics,
                                     .message = pass == 1 && !strcmp(w->phase, "Failed") ? w->message
-                                                                                         : NULL};
+                                                                                        : NULL};
         }
     }
     return n;
@@ -729,8 +750,9 @@ static int stop_trials(ctx *c)
         if (!w->current)
             rc = stop_trial(c, w, "superseded by a new search", "superseded");
         else if (c->ended)
-            rc = stop_trial(c, w, c->end_msg,
-                            !strcmp(c->end_reason, "GoalReached") ? "goal-reached" : "job-finished");
+            rc =
+                stop_trial(c, w, c->end_msg,
+                           !strcmp(c->end_reason, "GoalReached") ? "goal-reached" : "job-finished");
     }
     return rc ? kiln_fail(c->err, rc, "out of memory") : 0;
 }
@@ -757,6 +779,7 @@ static int trial_pods(ctx *c)
         tj_trial_pod tp = {.index = w->index,
                            .params = w->params,
                            .attempt = w->attempts,
+                           .resume = !w->is_new,
                            .search = c->search,
                            .reason = w->is_new ? w->message : NULL};
         cJSON *pod = NULL;
@@ -809,8 +832,8 @@ static void detect_stall(ctx *c)
 {
     if (c->ended)
         return;
-    int64_t after_ms = (int64_t)(c->env->stall_after_s < 0 ? DEFAULT_STALL_S : c->env->stall_after_s) *
-                       1000;
+    int64_t after_ms =
+        (int64_t)(c->env->stall_after_s < 0 ? DEFAULT_STALL_S : c->env->stall_after_s) * 1000;
     for (int i = 0; i < c->n; i++) {
         const wtrial *w = &c->t[i];
         const tj_pod_obs *o = w->pod;
@@ -902,7 +925,8 @@ static int choose_best(ctx *c)
     const cJSON *old = tj_json_path(c->old, "bestTrial");
     const wtrial *cand = best_current(c);
     double ov;
-    int old_has = cJSON_IsObject(old) && tune_metric_value(c->s->spec, tj_json_path(old, "metrics"), &ov) == 0;
+    int old_has = cJSON_IsObject(old) &&
+                  tune_metric_value(c->s->spec, tj_json_path(old, "metrics"), &ov) == 0;
     if (cand && (!old_has || tune_better(c->s->spec, cand->value, ov))) {
         c->best = best_record(c, cand);
         c->best_changed = tj_json_int(old, "index", -1) != cand->index;
@@ -939,22 +963,26 @@ static int add_conditions(ctx *c, cJSON *st, const char *phase, const char *summ
     if (succeeded)
         ok &= tj_status_condition(conds, o, "Ready", "True", "GoalReached", c->end_msg, g, now);
     else
-        ok &= tj_status_condition(conds, o, "Ready", "False", c->ended ? c->end_reason : "Searching",
-                                  c->ended ? c->end_msg : summary, g, now);
+        ok &=
+            tj_status_condition(conds, o, "Ready", "False", c->ended ? c->end_reason : "Searching",
+                                c->ended ? c->end_msg : summary, g, now);
     if (c->ended)
-        ok &= tj_status_condition(conds, o, "Reconciling", "False", "SearchFinished", c->end_msg, g, now);
+        ok &= tj_status_condition(conds, o, "Reconciling", "False", "SearchFinished", c->end_msg, g,
+                                  now);
     else
-        ok &= tj_status_condition(conds, o, "Reconciling", "True", c->goal_met ? "FinishingTrials" : "Searching",
-                                  summary, g, now);
+        ok &= tj_status_condition(conds, o, "Reconciling", "True",
+                                  c->goal_met ? "FinishingTrials" : "Searching", summary, g, now);
     if (c->stalled)
-        ok &= tj_status_condition(conds, o, "Stalled", "True", c->stall_reason, c->stall_msg, g, now);
+        ok &=
+            tj_status_condition(conds, o, "Stalled", "True", c->stall_reason, c->stall_msg, g, now);
     else
         ok &= tj_status_condition(conds, o, "Stalled", "False", "Progressing", "", g, now);
     if (c->goal_met)
-        ok &= tj_status_condition(conds, o, "GoalReached", "True", "GoalReached",
-                                  c->ended ? c->end_msg : summary, g, now);
+        ok &=
+            tj_status_condition(conds, o, "GoalReached", "True", "GoalReached", c->end_msg, g, now);
     else if (c->ended)
-        ok &= tj_status_condition(conds, o, "GoalReached", "False", c->end_reason, c->end_msg, g, now);
+        ok &= tj_status_condition(conds, o, "GoalReached", "False", c->end_reason, c->end_msg, g,
+                                  now);
     else
         ok &= tj_status_condition(conds, o, "GoalReached", "Unknown", "Searching", summary, g, now);
     /* Serving is the serving loop's condition: carried over untouched. */
@@ -980,12 +1008,15 @@ static cJSON *build_status(ctx *c)
     char summary[512];
     double bv;
     if (c->best && tune_metric_value(c->s->spec, tj_json_path(c->best, "metrics"), &bv) == 0)
-        snprintf(summary, sizeof summary, "%d of %d trials started, %d in flight; best %s %.4g (goal %g)",
+        snprintf(summary, sizeof summary,
+                 "%d of %d trials started, %d in flight; best %s %.4g (goal %g)",
                  c->next - c->first, c->s->max_trials, running, c->s->metric, bv, c->s->goal);
     else
-        snprintf(summary, sizeof summary, "%d of %d trials started, %d in flight", c->next - c->first,
-                 c->s->max_trials, running);
-    const char *message = c->ended ? c->end_msg : c->stalled ? c->stall_msg : summary;
+        snprintf(summary, sizeof summary, "%d of %d trials started, %d in flight",
+                 c->next - c->first, c->s->max_trials, running);
+    const char *message = c->ended || c->goal_met ? c->end_msg
+                          : c->stalled            ? c->stall_msg
+                                                  : summary;
     ok &= tj_json_add_str(st, "message", message);
 
     const char *start = c->new_search ? NULL : tj_json_str(c->old, "startTime", NULL);
@@ -1061,7 +1092,7 @@ static int plan_events(ctx *c)
                         tj_json_str(c->best, "name", "?"), val);
     }
     if (c->goal_met && (c->new_search || !cond_is(c, "GoalReached", "True", NULL)))
-        rc |= add_event(p, "Normal", "GoalReached", "%s", c->ended ? c->end_msg : "goal reached");
+        rc |= add_event(p, "Normal", "GoalReached", "%s", c->end_msg);
     if (c->ended && strcmp(c->end_phase, "Succeeded") &&
         (c->new_search || strcmp(tj_json_str(c->old, "phase", ""), "Failed")))
         rc |= add_event(p, "Warning", c->end_reason, "%s", c->end_msg);
@@ -1112,7 +1143,8 @@ int tj_plan(const cJSON *job, const cJSON *const *pods, int n_pods, const tj_env
         rc = collect_trials(&c);
     }
     if (!rc) {
-        qsort(c.t, (size_t)c.n, sizeof *c.t, cmp_trial);
+        if (c.n > 1)
+            qsort(c.t, (size_t)c.n, sizeof *c.t, cmp_trial);
         c.failed_total = count_failed(&c);
     }
     if (!rc) {

@@ -13,9 +13,15 @@
  *   - a finished pod is deleted (ttlSecondsAfterFinished) only once its
  *     record is already in the stored status.
  *
+ * Inputs: the job as the informer holds it, and the pods listed in its
+ * namespace with the label kiln.dev/job=<name> (trial pods carry it, and
+ * so do serving pods, which the plan skips). Events concern the job.
+ *
  * How the I/O layer executes a plan, in this order: create the PVCs, write
- * the status (on a conflict or any error stop here and requeue: the next
- * plan recomputes everything), delete the pods (NotFound is success),
+ * the status with the job's resourceVersion (PUT .../status, so a plan
+ * made from a stale cache meets 409 instead of overwriting newer state; on
+ * a conflict or any error stop here and requeue: the next plan recomputes
+ * everything), delete the pods (NotFound is success),
  * create the pods (AlreadyExists is success), record the events, then
  * requeue after requeue_after_ms when it is > 0.
  *
@@ -55,13 +61,13 @@ typedef struct tj_event {
 } tj_event;
 
 typedef struct tj_plan_out {
-    cJSON **pvcs;       /* PersistentVolumeClaims to create (AlreadyExists: fine) */
+    cJSON **pvcs; /* PersistentVolumeClaims to create (AlreadyExists: fine) */
     int n_pvcs;
     tj_delete *deletes; /* pods to delete */
     int n_deletes;
-    cJSON **creates;    /* pods to create, in index order */
+    cJSON **creates; /* pods to create, in index order */
     int n_creates;
-    cJSON *status;      /* the whole new .status, or NULL when it would not change */
+    cJSON *status; /* the whole new .status, or NULL when it would not change */
     tj_event *events;
     int n_events;
     int64_t requeue_after_ms; /* > 0: reconcile again after this long even without a change */
@@ -75,9 +81,9 @@ void tj_plan_release(tj_plan_out *p);
 /* Computes the plan for job (a TrainingJob with metadata, spec and maybe
  * status) given the pods it owns (any order; pods of other jobs and
  * serving pods are ignored). out must be initialised (tj_plan_init) and
- * is reset first. Returns 0; KILN_EINVAL when the job has no name or a
- * pod carries a malformed annotation; KILN_ENOMEM. An invalid spec is not
- * an error: it plans a Stalled status and a Warning event. */
+ * is reset first. Returns 0; KILN_EINVAL when the job has no name;
+ * KILN_ENOMEM. An invalid spec is not an error: it plans a Stalled status
+ * and a Warning event. */
 int tj_plan(const cJSON *job, const cJSON *const *pods, int n_pods, const tj_env *env,
             tj_plan_out *out, kiln_error *err);
 

@@ -122,7 +122,8 @@ static int add_volumes(const tj_spec *s, cJSON *podspec, cJSON *container)
     if (!ok)
         return 0;
 
-    cJSON *models = s->storage_volume ? cJSON_Duplicate(s->storage_volume, 1) : cJSON_CreateObject();
+    cJSON *models =
+        s->storage_volume ? cJSON_Duplicate(s->storage_volume, 1) : cJSON_CreateObject();
     ok &= tj_json_add_str(models, "name", "models");
     if (!s->storage_volume) {
         char claim[300];
@@ -263,7 +264,9 @@ static int trial_args(const tj_spec *s, const tj_trial_pod *t, cJSON *args, kiln
     ok &= push_str(args, "--output") & push_str(args, out);
     ok &= push_str(args, "--report") & push_str(args, "/dev/termination-log");
     cJSON_free(text);
-    if (t->attempt > 1)
+    /* --resume continues from the newest epoch checkpoint when there is
+     * one, and accepts a finished model.kiln left by a lost pod. */
+    if (t->attempt > 1 || t->resume)
         ok &= push_str(args, "--resume");
     const cJSON *from = cJSON_GetObjectItemCaseSensitive(t->params, "warmStartFrom");
     if (cJSON_IsNumber(from) && from->valuedouble >= 0) {

@@ -21,25 +21,26 @@
 #include "kiln_err.h"
 #include "tj_spec.h"
 
-#define TJ_LABEL_JOB     "kiln.dev/job"
-#define TJ_LABEL_TRIAL   "kiln.dev/trial"
-#define TJ_LABEL_SERVING "kiln.dev/serving"
-#define TJ_ANN_SEARCH    "kiln.dev/search"  /* the search the trial belongs to (status.search) */
-#define TJ_ANN_PARAMS    "kiln.dev/params"  /* the trial's parameters as JSON */
-#define TJ_ANN_ATTEMPT   "kiln.dev/attempt" /* 1 for the first run, 2 for the first retry, ... */
-#define TJ_ANN_REASON    "kiln.dev/reason"  /* why the strategy chose these parameters */
+#define TJ_LABEL_JOB      "kiln.dev/job"
+#define TJ_LABEL_TRIAL    "kiln.dev/trial"
+#define TJ_LABEL_SERVING  "kiln.dev/serving"
+#define TJ_ANN_SEARCH     "kiln.dev/search"  /* the search the trial belongs to (status.search) */
+#define TJ_ANN_PARAMS     "kiln.dev/params"  /* the trial's parameters as JSON */
+#define TJ_ANN_ATTEMPT    "kiln.dev/attempt" /* 1 for the first run, 2 for the first retry, ... */
+#define TJ_ANN_REASON     "kiln.dev/reason"  /* why the strategy chose these parameters */
 #define TJ_ANN_CHECKPOINT "kiln.dev/checkpoint" /* the model a serving pod serves */
 
-#define TJ_TRAINER_BIN   "/usr/local/bin/kiln-trainer"
-#define TJ_MODELS_DIR    "/models"
-#define TJ_RUN_AS_USER   65532
+#define TJ_TRAINER_BIN "/usr/local/bin/kiln-trainer"
+#define TJ_MODELS_DIR  "/models"
+#define TJ_RUN_AS_USER 65532
 
 typedef struct tj_trial_pod {
     int index;
-    const cJSON *params;  /* tune_next's object; warmStartFrom/extraEpochs honoured */
-    int attempt;          /* >= 1; > 1 adds --resume */
-    const char *search;   /* status.search of the search that planned it */
-    const char *reason;   /* the strategy's reason, or NULL */
+    const cJSON *params; /* tune_next's object; warmStartFrom/extraEpochs honoured */
+    int attempt;         /* >= 1; > 1 adds --resume */
+    int resume;          /* add --resume anyway (a pod recreated after it vanished) */
+    const char *search;  /* status.search of the search that planned it */
+    const char *reason;  /* the strategy's reason, or NULL */
 } tj_trial_pod;
 
 /* "<job>-t<index>" into buf. KILN_EINVAL when it does not fit. */

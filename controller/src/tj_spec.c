@@ -155,7 +155,8 @@ static int dns_name(const char *n, int label)
         return 0;
     for (size_t i = 0; i < len; i++) {
         char c = n[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || (!label && c == '.');
+        int ok =
+            (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || (!label && c == '.');
         if (!ok)
             return 0;
     }
@@ -180,9 +181,9 @@ static int check_data(const tj_spec *t, kiln_error *err)
     for (const char *const *p = schemes; *p && !scheme_ok; p++)
         scheme_ok = strncmp(u, *p, strlen(*p)) == 0 && strlen(u) > strlen(*p);
     if (!scheme_ok)
-        return kiln_fail(err, KILN_EINVAL,
-                         "spec.data.uri: '%s' is not file://, http(s)://, pvc://CLAIM/PATH or /path",
-                         u);
+        return kiln_fail(
+            err, KILN_EINVAL,
+            "spec.data.uri: '%s' is not file://, http(s)://, pvc://CLAIM/PATH or /path", u);
     if (strncmp(u, "pvc://", 6) == 0) {
         const char *path = NULL;
         char claim[254];
@@ -200,7 +201,8 @@ static int check_data(const tj_spec *t, kiln_error *err)
     if (!rc)
         rc = check_int(s, "data.folds", 0, 100, err);
     if (!rc && tj_json_int(s, "data.folds", 0) == 1)
-        rc = kiln_fail(err, KILN_EINVAL, "spec.data.folds: 1 is not a cross-validation; use 0 or >= 2");
+        rc = kiln_fail(err, KILN_EINVAL,
+                       "spec.data.folds: 1 is not a cross-validation; use 0 or >= 2");
     if (!rc)
         rc = check_int(s, "data.maxSamples", 0, 2e9, err);
     return rc;
@@ -211,7 +213,8 @@ static int check_model(const tj_spec *t, kiln_error *err)
     const cJSON *s = t->spec;
     static const char *const families[] = {"auto", "mlp", "cnn", "kmeans", "logistic", NULL};
     static const char *const optimizers[] = {"adam", "sgd", NULL};
-    static const char *const metrics[] = {"accuracy", "f1", "auc", "loss", "wcss", "silhouette", NULL};
+    static const char *const metrics[] = {"accuracy", "f1",         "auc", "loss",
+                                          "wcss",     "silhouette", NULL};
     int rc = check_enum(s, "model.family", families, err);
     if (!rc)
         rc = check_int(s, "model.kmeans.clusters", 0, 1000, err);
@@ -246,7 +249,8 @@ static int check_model(const tj_spec *t, kiln_error *err)
     double g = t->goal;
     if ((!strcmp(m, "accuracy") || !strcmp(m, "f1") || !strcmp(m, "auc")) && (g < 0 || g > 1))
         return kiln_fail(err, KILN_EINVAL,
-                         "spec.objective.goal: %g must be within [0, 1] for accuracy, f1 and auc", g);
+                         "spec.objective.goal: %g must be within [0, 1] for accuracy, f1 and auc",
+                         g);
     if (!strcmp(m, "silhouette") && (g < -1 || g > 1))
         return kiln_fail(err, KILN_EINVAL,
                          "spec.objective.goal: %g must be within [-1, 1] for silhouette", g);
@@ -256,12 +260,13 @@ static int check_model(const tj_spec *t, kiln_error *err)
      * family can be checked against the metric here. */
     int unsup = tj_spec_metric_unsupervised(m);
     if (!strcmp(t->family, "kmeans") && !unsup)
-        return kiln_fail(err, KILN_EINVAL,
-                         "spec.objective.metric: %s does not apply to kmeans (use wcss or silhouette)",
-                         m);
+        return kiln_fail(
+            err, KILN_EINVAL,
+            "spec.objective.metric: %s does not apply to kmeans (use wcss or silhouette)", m);
     if (strcmp(t->family, "kmeans") && strcmp(t->family, "auto") && unsup)
         return kiln_fail(err, KILN_EINVAL,
-                         "spec.objective.metric: %s applies only to kmeans, not to %s", m, t->family);
+                         "spec.objective.metric: %s applies only to kmeans, not to %s", m,
+                         t->family);
     return 0;
 }
 
@@ -300,7 +305,8 @@ static int check_runtime(const tj_spec *t, kiln_error *err)
         rc = check_obj(s, "trainer.resources", err);
     if (!rc)
         rc = check_obj(s, "storage.volume", err);
-    if (!rc && tj_json_path(s, "trainer.image") && !cJSON_IsString(tj_json_path(s, "trainer.image")))
+    if (!rc && tj_json_path(s, "trainer.image") &&
+        !cJSON_IsString(tj_json_path(s, "trainer.image")))
         rc = kiln_fail(err, KILN_EINVAL, "spec.trainer.image: must be a string");
     if (!rc && !t->storage_volume) {
         kquantity q;

@@ -18,9 +18,9 @@
 
 #include "kiln_err.h"
 
-#define TJ_DEFAULT_IMAGE "ghcr.io/kiln-dev/kiln-trainer:0.1.0"
-#define TJ_API_VERSION   "kiln.dev/v1alpha1"
-#define TJ_KIND          "TrainingJob"
+#define TJ_DEFAULT_IMAGE      "ghcr.io/kiln-dev/kiln-trainer:0.1.0"
+#define TJ_API_VERSION        "kiln.dev/v1alpha1"
+#define TJ_KIND               "TrainingJob"
 #define TJ_RETRAIN_ANNOTATION "kiln.dev/retrain"
 
 typedef struct tj_spec {
@@ -28,18 +28,19 @@ typedef struct tj_spec {
     const cJSON *spec; /* job.spec; never NULL after tj_spec_read (an empty object stands in) */
     const char *name;
     const char *ns;
-    const char *uid;        /* "" when absent (a job not yet stored) */
-    int64_t generation;     /* metadata.generation, 0 when absent */
-    const char *retrain;    /* the kiln.dev/retrain annotation, or NULL */
+    const char *uid;     /* "" when absent (a job not yet stored) */
+    int64_t generation;  /* metadata.generation, 0 when absent */
+    const char *retrain; /* the kiln.dev/retrain annotation, or NULL */
 
     /* data */
-    const char *data_uri;   /* as written in the spec ("" when absent) */
-    char data_claim[254];   /* the claim of a pvc://CLAIM/PATH uri, else "" */
-    char pod_data_uri[1100];/* the uri as trial pods see it (pvc:// rewritten to file:///data/...) */
+    const char *data_uri;    /* as written in the spec ("" when absent) */
+    char data_claim[254];    /* the claim of a pvc://CLAIM/PATH uri, else "" */
+    char pod_data_uri[1100]; /* the uri as trial pods see it (pvc:// rewritten to file:///data/...)
+                              */
 
     /* model and objective */
-    const char *family;     /* auto | mlp | cnn | kmeans | logistic */
-    const char *metric;     /* accuracy | f1 | auc | loss | wcss | silhouette */
+    const char *family; /* auto | mlp | cnn | kmeans | logistic */
+    const char *metric; /* accuracy | f1 | auc | loss | wcss | silhouette */
     double goal;
 
     /* tuning */
@@ -47,14 +48,14 @@ typedef struct tj_spec {
     int max_trials;
     int parallelism;
     int max_failed;
-    int on_goal_finish;     /* 1: tuning.onGoal finish; 0: stop */
+    int on_goal_finish; /* 1: tuning.onGoal finish; 0: stop */
 
     /* trainer */
     const char *image;
     const cJSON *resources; /* spec.trainer.resources or NULL */
     int64_t active_deadline_s;
     int backoff_limit;
-    int64_t ttl_s;          /* ttlSecondsAfterFinished */
+    int64_t ttl_s; /* ttlSecondsAfterFinished */
 
     /* storage: either a pod volume source, or the controller's own PVC */
     const cJSON *storage_volume; /* NULL: use the PVC <job>-models */

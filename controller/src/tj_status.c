@@ -44,8 +44,8 @@ static void one_line(char *buf, size_t n, const char *text)
     buf[o] = '\0';
 }
 
-static const char *stall_waiting_reasons[] = {"ErrImagePull", "ImagePullBackOff",
-                                              "InvalidImageName", "CreateContainerConfigError",
+static const char *stall_waiting_reasons[] = {"ErrImagePull",         "ImagePullBackOff",
+                                              "InvalidImageName",     "CreateContainerConfigError",
                                               "CreateContainerError", NULL};
 
 static void observe_waiting(const cJSON *cs, const cJSON *pod, tj_pod_obs *o)
@@ -105,12 +105,12 @@ int tj_status_observe(const cJSON *pod, tj_pod_obs *o, kiln_error *err)
     o->exit_code = -1;
     o->name = tj_json_str(pod, "metadata.name", "");
     const cJSON *labels = tj_json_path(pod, "metadata.labels");
-    o->index = parse_index(tj_json_str(labels, TJ_LABEL_TRIAL, NULL));
+    o->index = parse_index(tj_json_key_str(labels, TJ_LABEL_TRIAL, NULL));
     const cJSON *ann = tj_json_path(pod, "metadata.annotations");
-    int a = parse_index(tj_json_str(ann, TJ_ANN_ATTEMPT, NULL));
+    int a = parse_index(tj_json_key_str(ann, TJ_ANN_ATTEMPT, NULL));
     o->attempt = a >= 1 ? a : 1;
-    o->search = tj_json_str(ann, TJ_ANN_SEARCH, "");
-    const char *params = tj_json_str(ann, TJ_ANN_PARAMS, NULL);
+    o->search = tj_json_key_str(ann, TJ_ANN_SEARCH, "");
+    const char *params = tj_json_key_str(ann, TJ_ANN_PARAMS, NULL);
     if (params) {
         o->params = cJSON_Parse(params);
         if (o->params && !cJSON_IsObject(o->params)) {
@@ -152,11 +152,10 @@ int tj_status_observe(const cJSON *pod, tj_pod_obs *o, kiln_error *err)
     }
     if (o->phase == TJ_POD_FAILED)
         failure_message(o, term);
-    if (params && !o->params) {
-        tj_pod_obs_release(o);
-        return kiln_fail(err, KILN_EINVAL, "pod %s: %s is not a JSON object", o->name,
-                         TJ_ANN_PARAMS);
-    }
+    /* A mangled params annotation is not fatal: the stored record still
+     * holds the trial's params. */
+    o->bad_params = params && !o->params;
+    (void)err;
     return 0;
 }
 
@@ -172,8 +171,8 @@ void tj_pod_obs_release(tj_pod_obs *o)
 
 int tj_status_phase_finished(const char *phase)
 {
-    return phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed") ||
-                     !strcmp(phase, "Stopped"));
+    return phase &&
+           (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed") || !strcmp(phase, "Stopped"));
 }
 
 void tj_status_time(ktime t, char *buf)

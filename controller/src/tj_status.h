@@ -26,25 +26,27 @@
 enum tj_pod_phase { TJ_POD_PENDING = 0, TJ_POD_RUNNING, TJ_POD_SUCCEEDED, TJ_POD_FAILED };
 
 typedef struct tj_pod_obs {
-    const cJSON *pod;       /* borrowed */
-    const char *name;       /* metadata.name ("" when absent) */
-    int index;              /* kiln.dev/trial label; -1 when absent or not a number */
-    int attempt;            /* kiln.dev/attempt annotation; 1 when absent */
-    const char *search;     /* kiln.dev/search annotation ("" when absent) */
-    cJSON *params;          /* kiln.dev/params parsed; NULL when absent or bad */
-    int phase;              /* enum tj_pod_phase; a terminated container decides */
-    int deleting;           /* metadata.deletionTimestamp set */
-    int exit_code;          /* the trainer's exit code; -1 when it did not terminate */
-    cJSON *report;          /* the termination message as a JSON object, or NULL */
-    char message[656];      /* for a failed pod: what went wrong, one line */
-    char stall_reason[64];  /* ErrImagePull, ImagePullBackOff, ..., Unschedulable; "" */
+    const cJSON *pod;      /* borrowed */
+    const char *name;      /* metadata.name ("" when absent) */
+    int index;             /* kiln.dev/trial label; -1 when absent or not a number */
+    int attempt;           /* kiln.dev/attempt annotation; 1 when absent */
+    const char *search;    /* kiln.dev/search annotation ("" when absent) */
+    cJSON *params;         /* kiln.dev/params parsed; NULL when absent or bad */
+    int bad_params;        /* the annotation is there but not a JSON object */
+    int phase;             /* enum tj_pod_phase; a terminated container decides */
+    int deleting;          /* metadata.deletionTimestamp set */
+    int exit_code;         /* the trainer's exit code; -1 when it did not terminate */
+    cJSON *report;         /* the termination message as a JSON object, or NULL */
+    char message[656];     /* for a failed pod: what went wrong, one line */
+    char stall_reason[64]; /* ErrImagePull, ImagePullBackOff, ..., Unschedulable; "" */
     char stall_message[320];
     int has_created, has_finished;
-    ktime created;          /* metadata.creationTimestamp */
-    ktime finished;         /* the container's terminated.finishedAt */
+    ktime created;  /* metadata.creationTimestamp */
+    ktime finished; /* the container's terminated.finishedAt */
 } tj_pod_obs;
 
-/* Observes pod. Returns 0 or KILN_ENOMEM. */
+/* Observes pod. Never fails on what the pod holds (a bad annotation is
+ * reported through bad_params); returns 0, or KILN_ENOMEM reserved. */
 int tj_status_observe(const cJSON *pod, tj_pod_obs *out, kiln_error *err);
 void tj_pod_obs_release(tj_pod_obs *o);
 
