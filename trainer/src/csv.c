@@ -9,7 +9,7 @@
 /* Records and columns beyond these are not data Kiln can train on; the
  * limits keep offsets in 32 bits and sizes far from overflow. */
 #define CSV_MAX_BYTES ((size_t)UINT32_MAX / 2)
-#define CSV_MAX_COLS 100000
+#define CSV_MAX_COLS  100000
 
 /* ------------------------------------------------------------ cell rules */
 

@@ -20,12 +20,12 @@
 #include "kiln_err.h"
 
 typedef struct csv_table {
-    int n_rows;       /* records, the header (if any) included */
-    int n_cols;       /* fields per record */
-    char sep;         /* ',' or ';' */
-    char *text;       /* the cells, unescaped, each NUL-terminated; owned */
-    uint32_t *cell;   /* (n_rows, n_cols) offsets into text; owned */
-    int *line;        /* (n_rows) 1-based line number where each record starts; owned */
+    int n_rows;     /* records, the header (if any) included */
+    int n_cols;     /* fields per record */
+    char sep;       /* ',' or ';' */
+    char *text;     /* the cells, unescaped, each NUL-terminated; owned */
+    uint32_t *cell; /* (n_rows, n_cols) offsets into text; owned */
+    int *line;      /* (n_rows) 1-based line number where each record starts; owned */
 } csv_table;
 
 /* Parses buf[len]. name is used in messages ("data.csv: row 12 has 3

@@ -29,9 +29,9 @@ typedef struct part {
 } part;
 
 struct data_raw {
-    char name[256];     /* the data file (or directory) name for messages */
-    int kind;           /* RAW_TABLE | RAW_IMAGE */
-    int d;              /* pixels per image, or table input columns */
+    char name[256]; /* the data file (or directory) name for messages */
+    int kind;       /* RAW_TABLE | RAW_IMAGE */
+    int d;          /* pixels per image, or table input columns */
     int h, w, c;
     part train, test;
     int has_test;
@@ -41,8 +41,8 @@ struct data_raw {
     char **names;
     uint8_t *categorical, *dropped;
     int *n_cats;
-    char ***cats;       /* sorted dictionaries of each categorical column */
-    int label_pos;      /* the label's position among the file's columns, or -1 */
+    char ***cats;  /* sorted dictionaries of each categorical column */
+    int label_pos; /* the label's position among the file's columns, or -1 */
 };
 
 /* ------------------------------------------------------------ small helpers */
@@ -72,7 +72,7 @@ void data_raw_free(data_raw *raw)
     part_release(&raw->train);
     part_release(&raw->test);
     free_strings(raw->class_names, raw->n_classes);
-    if (raw->cats)
+    if (raw->cats && raw->n_cats)
         for (int i = 0; i < raw->d; i++)
             free_strings(raw->cats[i], raw->n_cats[i]);
     free(raw->cats);
@@ -129,8 +129,9 @@ static void list_names(char *const *names, int n, int skip, char *out, size_t ca
             continue;
         int w = snprintf(out + o, cap - o, "%s%s", o ? ", " : "", names[i]);
         if (w < 0 || (size_t)w >= cap - o) {
-            if (cap > 5)
-                snprintf(out + (cap - 5 < o ? o : cap - 5), 5, "...");
+            /* Cut: end with "..." inside the buffer. */
+            if (cap >= 4)
+                memcpy(out + cap - 4, "...", 4);
             return;
         }
         o += (size_t)w;
@@ -191,7 +192,8 @@ static int make_classes(data_raw *raw, const char *const *labels, int n, int32_t
     if (!raw->class_names)
         rc = kiln_fail(err, KILN_ENOMEM, "%s: out of memory", raw->name);
     for (int i = 0; !rc && i < k; i++) {
-        if (!(raw->class_names[i] = strdup(sorted[i].s)))
+        raw->class_names[i] = strdup(sorted[i].s);
+        if (!raw->class_names[i])
             rc = kiln_fail(err, KILN_ENOMEM, "%s: out of memory", raw->name);
         raw->n_classes = i + 1;
     }
@@ -219,8 +221,7 @@ static int cmp_cstr(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int load_csv(const data_opts *o, const char *buf, size_t len, data_raw *raw,
-                    kiln_error *err)
+static int load_csv(const data_opts *o, const char *buf, size_t len, data_raw *raw, kiln_error *err)
 {
     const char *name = raw->name;
     csv_table *t = NULL;
@@ -348,10 +349,11 @@ static int load_csv(const data_opts *o, const char *buf, size_t len, data_raw *r
             if (c == lc) {
                 if (csv_cell_missing(csv_cell(t, r, c))) {
                     if (!drop_missing) {
-                        rc = kiln_fail(err, KILN_EINVAL,
-                                       "%s: row %d (line %d): the label '%s' is missing (fix it, or "
-                                       "use impute: drop to skip such rows)",
-                                       name, r + 1, t->line[r], cols[lc]);
+                        rc =
+                            kiln_fail(err, KILN_EINVAL,
+                                      "%s: row %d (line %d): the label '%s' is missing (fix it, or "
+                                      "use impute: drop to skip such rows)",
+                                      name, r + 1, t->line[r], cols[lc]);
                         goto done;
                     }
                     miss = 1;
@@ -440,7 +442,8 @@ static int load_csv(const data_opts *o, const char *buf, size_t len, data_raw *r
             goto done;
         }
         for (int k = 0; k < u; k++) {
-            if (!(raw->cats[i][k] = strdup(tmp[k]))) {
+            raw->cats[i][k] = strdup(tmp[k]);
+            if (!raw->cats[i][k]) {
                 rc = kiln_fail(err, KILN_ENOMEM, "%s: out of memory", name);
                 goto done;
             }
@@ -600,7 +603,8 @@ static int idx_classes(data_raw *raw, kiln_error *err)
     for (size_t i = 0; !rc && i < k; i++) {
         char t[40];
         double_text(all[i], t, sizeof t);
-        if (!(raw->class_names[i] = strdup(t)))
+        raw->class_names[i] = strdup(t);
+        if (!raw->class_names[i])
             rc = kiln_fail(err, KILN_ENOMEM, "%s: out of memory", raw->name);
         else
             raw->n_classes = (int)i + 1;
@@ -641,7 +645,8 @@ static int idx_table_columns(data_raw *raw, kiln_error *err)
     for (int i = 0; i < ni; i++) {
         char t[24];
         snprintf(t, sizeof t, "c%d", i);
-        if (!(raw->names[i] = strdup(t)))
+        raw->names[i] = strdup(t);
+        if (!raw->names[i])
             return kiln_fail(err, KILN_ENOMEM, "%s: out of memory", raw->name);
     }
     return 0;
@@ -658,7 +663,8 @@ static int idx_finish(data_raw *raw, const data_opts *o, kiln_error *err)
 {
     if (!!raw->train.yv != !!raw->test.yv && raw->has_test)
         return kiln_fail(err, KILN_EINVAL,
-                         "%s: labels exist for only one of the training and test images", raw->name);
+                         "%s: labels exist for only one of the training and test images",
+                         raw->name);
     apply_max_samples(raw, o->max_samples);
     int rc = idx_classes(raw, err);
     if (!rc && raw->kind == RAW_TABLE)
@@ -795,6 +801,17 @@ static int looks_like_idx(const uint8_t *p, size_t len)
     return len >= 4 && p[0] == 0 && p[1] == 0 && idx_type_name(p[2]) && p[3] >= 1;
 }
 
+/* An HTML page (a directory listing, a login or error page) where data
+ * was expected. */
+static int looks_like_html(const uint8_t *p, size_t len)
+{
+    size_t i = 0;
+    while (i < len && isspace(p[i]))
+        i++;
+    return (len - i >= 9 && !strncasecmp((const char *)p + i, "<!doctype", 9)) ||
+           (len - i >= 5 && !strncasecmp((const char *)p + i, "<html", 5));
+}
+
 /* "csv", "idx", or NULL when the name does not tell. */
 static const char *format_from_name(const char *uri)
 {
@@ -843,7 +860,8 @@ int data_load(const data_opts *o, data_raw **out, kiln_error *err)
     const char *fmt = o->format && *o->format ? o->format : NULL;
     if (source_is_dir(o->uri)) {
         if (fmt && !strcmp(fmt, "csv")) {
-            rc = kiln_fail(err, KILN_EINVAL, "%s: format csv needs a file, not a directory", o->uri);
+            rc =
+                kiln_fail(err, KILN_EINVAL, "%s: format csv needs a file, not a directory", o->uri);
         } else {
             raw->kind = RAW_IMAGE;
             rc = load_idx_dir(o, raw, err);
@@ -855,6 +873,11 @@ int data_load(const data_opts *o, data_raw **out, kiln_error *err)
         rc = source_read(o->uri, SOURCE_MAX_BYTES, &b, err);
         if (!rc && !fmt)
             fmt = looks_like_idx(b.data, b.len) ? "idx" : "csv";
+        if (!rc && looks_like_html(b.data, b.len))
+            rc = kiln_fail(err, KILN_EINVAL,
+                           "%s: this is an HTML page, not CSV or IDX data (an MNIST directory "
+                           "over HTTP needs a URL ending in '/')",
+                           name);
         if (!rc && !strcmp(fmt, "csv")) {
             raw->kind = RAW_TABLE;
             rc = load_csv(o, (const char *)b.data, b.len, raw, err);
@@ -1179,8 +1202,8 @@ int data_split_make(const data_raw *raw, const data_opts *o, int fold, data_spli
     }
     int use_test = fold < 0 && raw->has_test;
     if (fold >= 0 && n < o->folds) {
-        rc = kiln_fail(err, KILN_EINVAL, "%s: %d rows cannot make %d folds", raw->name, n,
-                       o->folds);
+        rc =
+            kiln_fail(err, KILN_EINVAL, "%s: %d rows cannot make %d folds", raw->name, n, o->folds);
         goto fail;
     }
     if (!use_test) {
@@ -1190,7 +1213,8 @@ int data_split_make(const data_raw *raw, const data_opts *o, int fold, data_spli
             rc = kiln_fail(err, KILN_ENOMEM, "out of memory");
             goto fail;
         }
-        if ((rc = assign_rows(raw, o, fold, rows, n, tr, &ntr, va, &nva, err)) != 0)
+        rc = assign_rows(raw, o, fold, rows, n, tr, &ntr, va, &nva, err);
+        if (rc)
             goto fail;
     } else {
         tr = rows;
@@ -1237,7 +1261,8 @@ int data_split_make(const data_raw *raw, const data_opts *o, int fold, data_spli
             goto fail;
         }
         for (int i = 0; i < raw->n_classes; i++) {
-            if (!(out->class_names[i] = strdup(raw->class_names[i]))) {
+            out->class_names[i] = strdup(raw->class_names[i]);
+            if (!out->class_names[i]) {
                 rc = kiln_fail(err, KILN_ENOMEM, "out of memory");
                 goto fail;
             }

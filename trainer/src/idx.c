@@ -6,13 +6,20 @@
 const char *idx_type_name(int type)
 {
     switch (type) {
-    case IDX_U8: return "unsigned byte";
-    case IDX_I8: return "signed byte";
-    case IDX_I16: return "int16";
-    case IDX_I32: return "int32";
-    case IDX_F32: return "float32";
-    case IDX_F64: return "float64";
-    default: return NULL;
+    case IDX_U8:
+        return "unsigned byte";
+    case IDX_I8:
+        return "signed byte";
+    case IDX_I16:
+        return "int16";
+    case IDX_I32:
+        return "int32";
+    case IDX_F32:
+        return "float32";
+    case IDX_F64:
+        return "float64";
+    default:
+        return NULL;
     }
 }
 
@@ -20,12 +27,17 @@ static size_t type_size(int type)
 {
     switch (type) {
     case IDX_U8:
-    case IDX_I8: return 1;
-    case IDX_I16: return 2;
+    case IDX_I8:
+        return 1;
+    case IDX_I16:
+        return 2;
     case IDX_I32:
-    case IDX_F32: return 4;
-    case IDX_F64: return 8;
-    default: return 0;
+    case IDX_F32:
+        return 4;
+    case IDX_F64:
+        return 8;
+    default:
+        return 0;
     }
 }
 
@@ -59,9 +71,10 @@ int idx_parse(const uint8_t *buf, size_t len, const char *name, idx_view *out, k
         return kiln_fail(err, KILN_EINVAL, "%s: IDX rank 0 at byte 3, expected at least 1", name);
     size_t hl = 4 + 4 * (size_t)rank;
     if (len < hl)
-        return kiln_fail(err, KILN_EINVAL,
-                         "%s: truncated IDX header: rank %d needs %zu header bytes, the file holds %zu",
-                         name, rank, hl, len);
+        return kiln_fail(
+            err, KILN_EINVAL,
+            "%s: truncated IDX header: rank %d needs %zu header bytes, the file holds %zu", name,
+            rank, hl, len);
     out->type = type;
     out->rank = rank;
     out->elem_size = es;
@@ -89,9 +102,10 @@ int idx_parse(const uint8_t *buf, size_t len, const char *name, idx_view *out, k
     size_t n = out->dims[0];
     if (n > avail / item || n * item != avail) {
         if (n > avail / item)
-            return kiln_fail(err, KILN_EINVAL,
-                             "%s: header claims %zu items of %zu bytes but the file holds %zu bytes",
-                             name, n, item, avail);
+            return kiln_fail(
+                err, KILN_EINVAL,
+                "%s: header claims %zu items of %zu bytes but the file holds %zu bytes", name, n,
+                item, avail);
         return kiln_fail(err, KILN_EINVAL,
                          "%s: header claims %zu items of %zu bytes (%zu bytes) but the file holds "
                          "%zu bytes after the header",
@@ -107,10 +121,14 @@ double idx_get(const idx_view *v, size_t i)
 {
     const uint8_t *p = v->data + i * v->elem_size;
     switch (v->type) {
-    case IDX_U8: return p[0];
-    case IDX_I8: return (int8_t)p[0];
-    case IDX_I16: return (int16_t)(uint16_t)((unsigned)p[0] << 8 | p[1]);
-    case IDX_I32: return (int32_t)be32(p);
+    case IDX_U8:
+        return p[0];
+    case IDX_I8:
+        return (int8_t)p[0];
+    case IDX_I16:
+        return (int16_t)(uint16_t)((unsigned)p[0] << 8 | p[1]);
+    case IDX_I32:
+        return (int32_t)be32(p);
     case IDX_F32: {
         uint32_t u = be32(p);
         float f;
@@ -123,6 +141,7 @@ double idx_get(const idx_view *v, size_t i)
         memcpy(&d, &u, 8);
         return d;
     }
-    default: return 0;
+    default:
+        return 0;
     }
 }

@@ -25,14 +25,14 @@ enum {
 };
 
 typedef struct idx_view {
-    int type;             /* IDX_U8 ... */
-    int rank;             /* 1..255 */
-    uint32_t dims[255];   /* (rank) */
-    size_t elem_size;     /* bytes per element */
-    size_t n_items;       /* dims[0] */
-    size_t item_elems;    /* product of dims[1..rank) (1 for rank 1) */
-    const uint8_t *data;  /* n_items * item_elems elements, big-endian; borrowed */
-    size_t header_len;    /* 4 + 4 * rank */
+    int type;            /* IDX_U8 ... */
+    int rank;            /* 1..255 */
+    uint32_t dims[255];  /* (rank) */
+    size_t elem_size;    /* bytes per element */
+    size_t n_items;      /* dims[0] */
+    size_t item_elems;   /* product of dims[1..rank) (1 for rank 1) */
+    const uint8_t *data; /* n_items * item_elems elements, big-endian; borrowed */
+    size_t header_len;   /* 4 + 4 * rank */
 } idx_view;
 
 /* Parses buf[len] (already inflated). name is used in messages. */

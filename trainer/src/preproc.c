@@ -12,44 +12,45 @@
 
 /* Bounds for what preproc_from_json accepts, so a corrupt checkpoint
  * cannot make us allocate absurd amounts. */
-#define PP_MAX_INPUTS 100000
-#define PP_MAX_FEATURES 4000000
-#define PP_MAX_IMAGE_PIXELS (1 << 26)
+#define PP_MAX_INPUTS       100000
+#define PP_MAX_FEATURES     4000000
+#define PP_MAX_IMAGE_PIXELS (1 << 24)
 
 enum { IN_NUMERIC = 0, IN_CATEGORICAL = 1, IN_DROPPED = 2 };
 
 typedef struct pp_input {
     char *name;
-    int kind;         /* IN_* */
-    float fill;       /* numeric: value for missing cells */
-    int n_cats;       /* categorical: categories seen in training, sorted */
+    int kind;   /* IN_* */
+    float fill; /* numeric: value for missing cells */
+    int n_cats; /* categorical: categories seen in training, sorted */
     char **cats;
     int32_t *code_map; /* fit-time only: dictionary code -> category index or -1 */
     int n_codes;
 } pp_input;
 
 typedef struct pp_feature {
-    int input;        /* index into inputs */
-    int cat;          /* category index, or -1 for a numeric input */
-    float sub, mul;   /* feature = (value - sub) * mul */
+    int input;      /* index into inputs */
+    int cat;        /* category index, or -1 for a numeric input */
+    float sub, mul; /* feature = (value - sub) * mul */
 } pp_feature;
 
 struct preproc {
-    int image;              /* 1: one global affine map over pixels */
+    int image; /* 1: one global affine map over pixels */
     int h, w, c;
     int n_inputs, n_features;
-    pp_input *in;           /* (n_inputs), tables only */
-    pp_feature *feat;       /* (n_features), tables only */
-    int label_pos;          /* -1 or position of the label in a full row */
+    pp_input *in;     /* (n_inputs), tables only */
+    pp_feature *feat; /* (n_features), tables only */
+    int label_pos;    /* -1 or position of the label in a full row */
     char impute[8];
     char scale[10];
     double variance_threshold;
-    float a, b;             /* images: feature = pixel * a + b */
-    char **pixel_names;     /* images: (n_inputs) "pixel<i>" */
-    char *pixel_names_buf;
+    float a, b;            /* images: feature = pixel * a + b */
+    char *pixel_names_buf; /* images: "pixel0\0pixel1\0..." (n_inputs names) */
 };
 
 /* ------------------------------------------------------------ helpers */
+
+static size_t pixel_name_offset(size_t i);
 
 static int valid_scale(const char *s)
 {
@@ -78,7 +79,6 @@ void preproc_free(preproc *pp)
     }
     free(pp->in);
     free(pp->feat);
-    free(pp->pixel_names);
     free(pp->pixel_names_buf);
     free(pp);
 }
@@ -97,7 +97,7 @@ const char *preproc_input_name(const preproc *pp, int i)
 {
     if (i < 0 || i >= pp->n_inputs)
         return NULL;
-    return pp->image ? pp->pixel_names[i] : pp->in[i].name;
+    return pp->image ? pp->pixel_names_buf + pixel_name_offset((size_t)i) : pp->in[i].name;
 }
 
 int preproc_image_affine(const preproc *pp, float *scale, float *shift)
@@ -109,16 +109,29 @@ int preproc_image_affine(const preproc *pp, float *scale, float *shift)
     return 1;
 }
 
+/* Byte offset of "pixel<i>" in the packed names buffer: the names are
+ * stored back to back, each NUL-terminated, so the offset follows from the
+ * number of digits of the names before it (no pointer per pixel). */
+static size_t pixel_name_offset(size_t i)
+{
+    size_t total = 0, start = 0, end = 10;
+    for (size_t digits = 1;; digits++, start = end, end *= 10) {
+        size_t per = sizeof "pixel" + digits;
+        if (i < end)
+            return total + (i - start) * per;
+        total += (end - start) * per;
+    }
+}
+
 static int make_pixel_names(preproc *pp)
 {
     size_t n = (size_t)pp->n_inputs;
-    pp->pixel_names = malloc(n * sizeof *pp->pixel_names);
-    pp->pixel_names_buf = malloc(n * 16);
-    if (!pp->pixel_names || !pp->pixel_names_buf)
+    pp->pixel_names_buf = malloc(pixel_name_offset(n));
+    if (!pp->pixel_names_buf)
         return KILN_ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        pp->pixel_names[i] = pp->pixel_names_buf + i * 16;
-        snprintf(pp->pixel_names[i], 16, "pixel%u", (unsigned)i); /* i < 2^26 */
+        size_t off = pixel_name_offset(i);
+        snprintf(pp->pixel_names_buf + off, pixel_name_offset(i + 1) - off, "pixel%u", (unsigned)i);
     }
     return 0;
 }
@@ -255,10 +268,11 @@ int preproc_fit_table(const preproc_table_spec *s, const float *x, const int32_t
             for (int k = 0; k < nc; k++)
                 used += counts[k] > 0;
             if (used > PREPROC_MAX_CATEGORIES) {
-                rc = kiln_fail(err, KILN_EINVAL,
-                               "%s: column '%s' has %d distinct text values in the training part "
-                               "(limit %d); drop it (dropColumns) if it is an id, or make it numeric",
-                               src, in->name, used, PREPROC_MAX_CATEGORIES);
+                rc = kiln_fail(
+                    err, KILN_EINVAL,
+                    "%s: column '%s' has %d distinct text values in the training part "
+                    "(limit %d); drop it (dropColumns) if it is an id, or make it numeric",
+                    src, in->name, used, PREPROC_MAX_CATEGORIES);
                 goto fail;
             }
             in->cats = calloc((size_t)(used > 0 ? used : 1), sizeof *in->cats);
@@ -446,9 +460,8 @@ int preproc_apply_coded(const preproc *pp, const float *x, const int32_t *rows, 
     return 0;
 }
 
-int preproc_fit_image(int h, int w, int c, const uint8_t *xu8, const float *xf,
-                      const int32_t *rows, int n, const char *scale, preproc **out,
-                      kiln_error *err)
+int preproc_fit_image(int h, int w, int c, const uint8_t *xu8, const float *xf, const int32_t *rows,
+                      int n, const char *scale, preproc **out, kiln_error *err)
 {
     *out = NULL;
     if (!valid_scale(scale))
@@ -520,6 +533,7 @@ int preproc_fit_image(int h, int w, int c, const uint8_t *xu8, const float *xf,
     }
     if (!isfinite(a) || !isfinite(b))
         return kiln_fail(err, KILN_EINVAL, "image pixel values are too large to scale");
+    b += 0.0f; /* -0 -> 0, so the JSON reads "0" */
     preproc *pp = calloc(1, sizeof *pp);
     if (!pp)
         return kiln_fail(err, KILN_ENOMEM, "out of memory");
@@ -757,9 +771,11 @@ static int image_from_json(const cJSON *j, preproc **out, kiln_error *err)
     int h, w, c;
     float a, b;
     const char *scale = get_str(j, "scale");
-    if (!get_int(j, "h", 1, PP_MAX_IMAGE_PIXELS, &h) || !get_int(j, "w", 1, PP_MAX_IMAGE_PIXELS, &w) ||
+    if (!get_int(j, "h", 1, PP_MAX_IMAGE_PIXELS, &h) ||
+        !get_int(j, "w", 1, PP_MAX_IMAGE_PIXELS, &w) ||
         !get_int(j, "c", 1, PP_MAX_IMAGE_PIXELS, &c) || (int64_t)h * w * c > PP_MAX_IMAGE_PIXELS)
-        return kiln_fail(err, KILN_EINVAL, "image h, w, c must be positive integers (at most %d pixels)",
+        return kiln_fail(err, KILN_EINVAL,
+                         "image h, w, c must be positive integers (at most %d pixels)",
                          PP_MAX_IMAGE_PIXELS);
     if (!get_float(j, "a", &a) || !get_float(j, "b", &b))
         return kiln_fail(err, KILN_EINVAL, "image a and b must be finite numbers");
@@ -802,7 +818,8 @@ static int table_from_json(const cJSON *j, preproc **out, kiln_error *err)
         return kiln_fail(err, KILN_EINVAL, "inputs and features must be arrays");
     int ni = cJSON_GetArraySize(ins), nf = cJSON_GetArraySize(fs);
     if (ni < 1 || ni > PP_MAX_INPUTS)
-        return kiln_fail(err, KILN_EINVAL, "inputs: %d entries, expected 1 to %d", ni, PP_MAX_INPUTS);
+        return kiln_fail(err, KILN_EINVAL, "inputs: %d entries, expected 1 to %d", ni,
+                         PP_MAX_INPUTS);
     if (nf < 1 || nf > PP_MAX_FEATURES)
         return kiln_fail(err, KILN_EINVAL, "features: %d entries, expected 1 to %d", nf,
                          PP_MAX_FEATURES);
@@ -826,7 +843,8 @@ static int table_from_json(const cJSON *j, preproc **out, kiln_error *err)
             rc = kiln_fail(err, KILN_EINVAL, "inputs[%d]: needs a string name and type", i);
             goto fail;
         }
-        if (!(in->name = strdup(name))) {
+        in->name = strdup(name);
+        if (!in->name) {
             rc = kiln_fail(err, KILN_ENOMEM, "out of memory");
             goto fail;
         }
@@ -864,7 +882,8 @@ static int table_from_json(const cJSON *j, preproc **out, kiln_error *err)
                                    "inputs[%d]: categories must be sorted and distinct", i);
                     goto fail;
                 }
-                if (!(in->cats[in->n_cats] = strdup(c->valuestring))) {
+                in->cats[in->n_cats] = strdup(c->valuestring);
+                if (!in->cats[in->n_cats]) {
                     rc = kiln_fail(err, KILN_ENOMEM, "out of memory");
                     goto fail;
                 }

@@ -60,14 +60,14 @@ void preproc_free(preproc *pp);
  * all categories in the data (NaN = missing). */
 typedef struct preproc_table_spec {
     int n_inputs;
-    const char *const *names;         /* (n_inputs) column names */
-    const uint8_t *categorical;       /* (n_inputs) 1: codes into cats[i] */
-    const uint8_t *dropped;           /* (n_inputs) 1: dropped by name */
-    const int *n_cats;                /* (n_inputs) dictionary sizes */
-    const char *const *const *cats;   /* (n_inputs) sorted dictionaries (strcmp order) */
-    int label_pos;                    /* position of the label cell in a full row of
-                                         n_inputs + 1 cells, or -1 when unlabelled */
-    const char *source;               /* file name for messages */
+    const char *const *names;       /* (n_inputs) column names */
+    const uint8_t *categorical;     /* (n_inputs) 1: codes into cats[i] */
+    const uint8_t *dropped;         /* (n_inputs) 1: dropped by name */
+    const int *n_cats;              /* (n_inputs) dictionary sizes */
+    const char *const *const *cats; /* (n_inputs) sorted dictionaries (strcmp order) */
+    int label_pos;                  /* position of the label cell in a full row of
+                                       n_inputs + 1 cells, or -1 when unlabelled */
+    const char *source;             /* file name for messages */
 } preproc_table_spec;
 
 /* Fits on rows[0..n) of x (see preproc_table_spec): imputation values,
@@ -88,9 +88,8 @@ int preproc_apply_coded(const preproc *pp, const float *x, const int32_t *rows, 
 /* Fits the one global affine map of an image set over rows[0..n) (rows
  * NULL: 0..n-1) of d = h*w*c pixels: bytes xu8, or floats xf when xu8 is
  * NULL. scale: "standard" | "minmax" | "none". */
-int preproc_fit_image(int h, int w, int c, const uint8_t *xu8, const float *xf,
-                      const int32_t *rows, int n, const char *scale, preproc **out,
-                      kiln_error *err);
+int preproc_fit_image(int h, int w, int c, const uint8_t *xu8, const float *xf, const int32_t *rows,
+                      int n, const char *scale, preproc **out, kiln_error *err);
 
 /* For an image preproc: feature = pixel * scale + shift. Returns 1 for an
  * image preproc, 0 otherwise. */

@@ -69,6 +69,11 @@ int source_locate(const char *uri, int *kind, char *path, size_t cap, kiln_error
             return kiln_fail(err, KILN_EINVAL,
                              "%s: a file:// URI needs an absolute path (file:///abs/path)", uri);
         decode = 1;
+    } else if (starts_with(uri, "pvc://")) {
+        return kiln_fail(err, KILN_EINVAL,
+                         "%s: pvc:// URIs are mounted into trainer pods by the controller (at "
+                         "/data/CLAIM); outside a cluster give the path instead",
+                         uri);
     } else if (strstr(uri, "://")) {
         return kiln_fail(err, KILN_EINVAL,
                          "%s: unsupported URI scheme (use a path, file://, http:// or https://)",
@@ -207,7 +212,8 @@ int source_gunzip(const uint8_t *p, size_t len, size_t max, const char *name, so
                                name, max);
                 break;
             }
-            if ((rc = grow(out, &cap, cap + 1, max)) != 0) {
+            rc = grow(out, &cap, cap + 1, max);
+            if (rc) {
                 rc = kiln_fail(err, rc, "%s: out of memory inflating gzip data", name);
                 break;
             }
@@ -290,8 +296,9 @@ static int read_file(const char *uri, const char *path, size_t max, source_buf *
     }
     if ((uint64_t)st.st_size > max) {
         close(fd);
-        return kiln_fail(err, KILN_EINVAL, "%s: the file holds %lld bytes, more than the %zu-byte limit",
-                         uri, (long long)st.st_size, max);
+        return kiln_fail(err, KILN_EINVAL,
+                         "%s: the file holds %lld bytes, more than the %zu-byte limit", uri,
+                         (long long)st.st_size, max);
     }
     size_t n = (size_t)st.st_size;
     out->data = malloc(n + 1);
@@ -343,7 +350,8 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-static int http_get(const char *url, size_t max, int head_only, source_buf *out, kiln_error *err)
+static int http_get(const char *url, size_t max, int head_only, source_buf *out, long *status_out,
+                    kiln_error *err)
 {
     CURL *c = curl_easy_init();
     if (!c)
@@ -373,6 +381,8 @@ static int http_get(const char *url, size_t max, int head_only, source_buf *out,
     CURLcode cr = curl_easy_perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    if (status_out)
+        *status_out = status;
     curl_easy_cleanup(c);
     int rc = 0;
     if (f.too_big || cr == CURLE_FILESIZE_EXCEEDED)
@@ -410,7 +420,7 @@ int source_read(const char *uri, size_t max, source_buf *out, kiln_error *err)
     if (rc)
         return rc;
     source_buf raw = {0};
-    rc = kind == SOURCE_HTTP ? http_get(uri, max, 0, &raw, err)
+    rc = kind == SOURCE_HTTP ? http_get(uri, max, 0, &raw, NULL, err)
                              : read_file(uri, path, max, &raw, err);
     if (rc)
         return rc;
@@ -433,9 +443,11 @@ int source_exists(const char *uri)
         return 0;
     if (kind == SOURCE_HTTP) {
         source_buf b = {0};
-        int rc = http_get(uri, 1, 1, &b, NULL);
+        long status = 0;
+        int rc = http_get(uri, 1, 1, &b, &status, NULL);
         source_buf_release(&b);
-        return rc == 0;
+        /* A server that refuses HEAD may still serve GET: let GET decide. */
+        return rc == 0 || status == 405 || status == 501;
     }
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
@@ -463,8 +475,10 @@ int source_find_member(const char *dir, const char *const *names, const char *pr
     /* Pick the smallest matching name so the choice never depends on
      * directory order. */
     char *best = NULL;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
+    for (;;) {
+        struct dirent *e = readdir(d);
+        if (!e)
+            break;
         if (!starts_with(e->d_name, prefix))
             continue;
         char *name = e->d_name;

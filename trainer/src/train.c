@@ -29,6 +29,7 @@
 #define EVAL_BATCH 256
 #define TRAIN_EVAL_MAX 10000   /* training metrics on at most this many samples */
 #define SILHOUETTE_MAX 2000
+#define ELBOW_SAMPLE 10000   /* rows the elbow search looks at */
 #define KMEANS_MAX_ITER 300
 #define KMEANS_TOL 1e-4
 
@@ -627,8 +628,32 @@ static int fit_kmeans(const train_config *cfg, const data_split *s, const char *
     int k = cfg->clusters;
     cJSON *curve_json = NULL;
     if (k == 0) {
+        /* The elbow fits every k from 1 to maxClusters several times: on a
+         * large set a seeded sample finds the same bend at a fraction of
+         * the cost, and the chosen k is then fitted on all the data. */
         int maxk = cfg->max_clusters < tr->n ? cfg->max_clusters : tr->n;
-        if ((rc = kmeans_elbow(x, tr->n, d, maxk, KMEANS_MAX_ITER, KMEANS_TOL, &r, &k, curve, err)) != 0)
+        int ns = tr->n < ELBOW_SAMPLE ? tr->n : ELBOW_SAMPLE;
+        float *xs = x;
+        if (ns < tr->n) {
+            int32_t *pick = malloc((size_t)tr->n * sizeof(int32_t));
+            xs = malloc((size_t)ns * (size_t)d * sizeof(float));
+            if (!pick || !xs) {
+                free(pick);
+                free(xs);
+                rc = kiln_fail(err, KILN_ENOMEM, "out of memory for the elbow sample");
+                goto done;
+            }
+            for (int i = 0; i < tr->n; i++)
+                pick[i] = i;
+            rng_shuffle(&r, pick, tr->n);
+            for (int i = 0; i < ns; i++)
+                memcpy(xs + (size_t)i * (size_t)d, x + (size_t)pick[i] * (size_t)d, (size_t)d * sizeof(float));
+            free(pick);
+        }
+        rc = kmeans_elbow(xs, ns, d, maxk, KMEANS_MAX_ITER, KMEANS_TOL, &r, &k, curve, err);
+        if (xs != x)
+            free(xs);
+        if (rc)
             goto done;
         curve_json = cJSON_CreateDoubleArray(curve, maxk);
         rng_seed(&r, cfg->seed);
