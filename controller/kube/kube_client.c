@@ -318,7 +318,10 @@ static struct curl_slist *setup(kube_client *c, CURL *e, const char *path, xfer 
     curl_easy_setopt(e, CURLOPT_SHARE, c->share);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    /* No CURLOPT_PIPEWAIT: with the connection cache shared between
+     * threads, a request could wait for a connection another thread was
+     * still setting up, and a server that turned out to speak HTTP/1.1 then
+     * kept it busy with a watch for minutes. */
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->o.connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);

@@ -1,0 +1,518 @@
+/* ctrl: informers, work queue and the reconcile step that executes plans
+ * (see ctrl.h and tj_plan.h for the order of the writes). */
+#include "ctrl.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "klog.h"
+#include "ktime.h"
+#include "kube_api.h"
+#include "kube_event.h"
+#include "kube_informer.h"
+#include "kube_leader.h"
+#include "kube_obj.h"
+#include "kube_queue.h"
+#include "notify.h"
+#include "tj_plan.h"
+#include "tune.h"
+
+static const kube_resource res_tj = {"kiln.dev", "v1alpha1", "trainingjobs", "TrainingJob", 1};
+static const kube_resource res_pvc = {"", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", 1};
+static const kube_resource res_secrets = {"", "v1", "secrets", "Secret", 1};
+
+#define SYNC_TIMEOUT_MS 60000
+
+struct ctrl {
+    kube_client *client;
+    ctrl_opts opts;
+    kube_informer *jobs, *pods;
+    kube_queue *queue;
+    kube_recorder *events;
+    kube_leader *leader;
+    kube_owner_enqueuer owner_enq;
+    atomic_int ready, leading, started_workers;
+    /* metrics (counters are the one kind of global-ish mutable state allowed) */
+    atomic_long reconciles, reconcile_errors, writes, conflicts;
+    atomic_long pods_created, pods_deleted, notifications_failed;
+};
+
+/* ------------------------------------------------------------ plan execution */
+
+/* Ignores the codes that mean "already as wanted". */
+static int ok_or(int rc, const kube_err *e, int fine_http)
+{
+    return rc != 0 && e->http == fine_http ? 0 : rc;
+}
+
+static void log_api_error(const char *what, const char *key, const kube_err *e)
+{
+    klog(KLOG_WARN, what, KS("job", key), KI("http", e->http), KS("reason", e->status.reason),
+         KS("error", e->e.msg), KEND);
+}
+
+/* Reads user name and password from the Secret named by
+ * notify.email.secretRef (keys "username" and "password"). */
+static void email_credentials(ctrl *c, const char *ns, const cJSON *email, char **user, char **pass)
+{
+    *user = *pass = NULL;
+    const char *name = cJSON_GetStringValue(kube_obj_path(email, "secretRef.name"));
+    if (!name)
+        return;
+    cJSON *sec = NULL;
+    kube_err e;
+    kube_err_init(&e);
+    if (kube_get(c->client, &res_secrets, ns, name, &sec, &e) != 0) {
+        klog(KLOG_WARN, "cannot read the e-mail Secret", KS("secret", name), KI("http", e.http), KEND);
+        kube_err_release(&e);
+        return;
+    }
+    kube_err_release(&e);
+    const char *keys[2] = {"username", "password"};
+    char **outs[2] = {user, pass};
+    for (int i = 0; i < 2; i++) {
+        const char *b64 = cJSON_GetStringValue(kube_obj_path(sec, i ? "data.password" : "data.username"));
+        unsigned char *raw = NULL;
+        size_t len = 0;
+        if (b64 && kube_base64_decode(b64, &raw, &len, NULL) == 0) {
+            *outs[i] = malloc(len + 1);
+            if (*outs[i]) {
+                memcpy(*outs[i], raw, len);
+                (*outs[i])[len] = '\0';
+            }
+            free(raw);
+        }
+        (void)keys[i];
+    }
+    cJSON_Delete(sec);
+}
+
+/* The job reached its end: webhook and e-mail, as the spec asks. */
+static void announce(ctrl *c, const cJSON *job, const cJSON *status, const char *outcome)
+{
+    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(job, "spec");
+    const cJSON *webhook = kube_obj_path(spec, "notify.webhook");
+    const cJSON *email = kube_obj_path(spec, "notify.email");
+    if (!webhook && !email)
+        return;
+    const cJSON *best = cJSON_GetObjectItemCaseSensitive(status, "bestTrial");
+    notify_event ev = {
+        .job = kube_obj_name(job),
+        .ns = kube_obj_namespace(job),
+        .outcome = outcome,
+        .metric = cJSON_GetStringValue(kube_obj_path(spec, "objective.metric")),
+        .goal = cJSON_GetNumberValue(kube_obj_path(spec, "objective.goal")),
+        .best_trial = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(best, "name")),
+        .best_value = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(best, "value")),
+        .metrics = cJSON_GetObjectItemCaseSensitive(best, "metrics"),
+        .checkpoint = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(best, "checkpoint")),
+        .trials = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(status, "trialCount")),
+    };
+    if (!ev.metric)
+        ev.metric = "accuracy";
+    kiln_error err = {0};
+    const char *url = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(webhook, "url"));
+    if (url) {
+        cJSON *payload = notify_payload(&ev);
+        if (notify_webhook(url, payload, NULL, &err) != 0) {
+            atomic_fetch_add(&c->notifications_failed, 1);
+            kube_event_record(c->events, job, "Warning", "NotificationFailed", "%s", err.msg);
+        }
+        cJSON_Delete(payload);
+    }
+    if (email) {
+        const char *to[16];
+        int n_to = 0;
+        const cJSON *t;
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(email, "to"))
+        {
+            if (n_to < 16 && cJSON_IsString(t))
+                to[n_to++] = t->valuestring;
+        }
+        char *user, *pass;
+        email_credentials(c, kube_obj_namespace(job), email, &user, &pass);
+        notify_email_cfg cfg = {
+            .smtp_url = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(email, "smtpUrl")),
+            .from = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(email, "from")),
+            .to = to,
+            .n_to = n_to,
+            .username = user,
+            .password = pass,
+        };
+        kiln_error_clear(&err);
+        if (notify_email(&cfg, &ev, NULL, &err) != 0) {
+            atomic_fetch_add(&c->notifications_failed, 1);
+            kube_event_record(c->events, job, "Warning", "NotificationFailed", "%s", err.msg);
+        }
+        if (pass)
+            memset(pass, 0, strlen(pass));
+        free(user);
+        free(pass);
+    }
+}
+
+static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p)
+{
+    const char *ns = kube_obj_namespace(job);
+    kube_err e;
+    int rc = 0;
+    for (int i = 0; i < p->n_pvcs && !rc; i++) {
+        kube_err_init(&e);
+        rc = ok_or(kube_create(c->client, &res_pvc, ns, p->pvcs[i], NULL, &e), &e, 409);
+        atomic_fetch_add(&c->writes, 1);
+        if (rc)
+            log_api_error("cannot create the models claim", key, &e);
+        kube_err_release(&e);
+    }
+    if (!rc && p->status) {
+        cJSON *obj = cJSON_Duplicate(job, 1);
+        cJSON_DeleteItemFromObjectCaseSensitive(obj, "status");
+        cJSON_AddItemToObject(obj, "status", cJSON_Duplicate(p->status, 1));
+        kube_err_init(&e);
+        rc = kube_update_status(c->client, &res_tj, ns, obj, NULL, &e);
+        atomic_fetch_add(&c->writes, 1);
+        if (rc && e.http == 409) {
+            atomic_fetch_add(&c->conflicts, 1);
+            klog(KLOG_DEBUG, "status conflict, will re-read", KS("job", key), KEND);
+        } else if (rc) {
+            log_api_error("cannot write status", key, &e);
+        }
+        kube_err_release(&e);
+        cJSON_Delete(obj);
+    }
+    /* On a failed status write nothing else happens: the next reconcile
+     * recomputes the plan from fresh state. */
+    for (int i = 0; i < p->n_deletes && !rc; i++) {
+        kube_err_init(&e);
+        kube_delete_opts d = {.propagation = "Background", .grace_seconds = -1};
+        rc = ok_or(kube_delete(c->client, &kube_res_pods, ns, p->deletes[i].name, &d, &e), &e, 404);
+        atomic_fetch_add(&c->writes, 1);
+        if (rc)
+            log_api_error("cannot delete a pod", key, &e);
+        else
+            atomic_fetch_add(&c->pods_deleted, 1);
+        kube_err_release(&e);
+    }
+    for (int i = 0; i < p->n_creates && !rc; i++) {
+        kube_err_init(&e);
+        rc = ok_or(kube_create(c->client, &kube_res_pods, ns, p->creates[i], NULL, &e), &e, 409);
+        atomic_fetch_add(&c->writes, 1);
+        if (rc) {
+            log_api_error("cannot create a trial pod", key, &e);
+            kube_event_record(c->events, job, "Warning", "PodCreateFailed", "pod %s: %s",
+                              kube_obj_name(p->creates[i]), e.e.msg);
+        } else {
+            atomic_fetch_add(&c->pods_created, 1);
+        }
+        kube_err_release(&e);
+    }
+    if (rc)
+        return rc;
+    for (int i = 0; i < p->n_events; i++) {
+        kube_event_record(c->events, job, p->events[i].type, p->events[i].reason, "%s",
+                          p->events[i].message);
+        if (!strcmp(p->events[i].reason, "GoalReached") || !strcmp(p->events[i].reason, "GoalNotReached"))
+            announce(c, job, p->status ? p->status : cJSON_GetObjectItemCaseSensitive(job, "status"),
+                     p->events[i].reason);
+    }
+    return 0;
+}
+
+static int reconcile(void *ud, const char *key, int64_t *requeue_ms)
+{
+    ctrl *c = ud;
+    atomic_fetch_add(&c->reconciles, 1);
+    cJSON *job = kube_informer_get(c->jobs, key);
+    if (!job)
+        return 0; /* deleted: owner references take its pods away */
+    cJSON *pods = NULL;
+    const char *uid = kube_obj_uid(job);
+    if (kube_informer_by_owner(c->pods, uid ? uid : "", &pods) != 0) {
+        cJSON_Delete(job);
+        return KILN_ENOMEM;
+    }
+    int n = cJSON_GetArraySize(pods);
+    const cJSON **arr = calloc((size_t)(n ? n : 1), sizeof *arr);
+    int i = 0;
+    const cJSON *pod;
+    cJSON_ArrayForEach(pod, pods)
+    {
+        if (arr)
+            arr[i++] = pod;
+    }
+    tj_env env = {
+        .now = ktime_now(),
+        .trainer_image = c->opts.trainer_image,
+        .ns = kube_obj_namespace(job),
+        .controller = "kiln-controller",
+        .stall_after_s = -1,
+    };
+    tj_plan_out plan;
+    tj_plan_init(&plan);
+    kiln_error err = {0};
+    int rc = arr ? tj_plan(job, (const cJSON *const *)arr, n, &env, &plan, &err) : KILN_ENOMEM;
+    if (rc == 0) {
+        rc = execute(c, key, job, &plan);
+        if (rc == 0 && plan.requeue_after_ms > 0)
+            *requeue_ms = plan.requeue_after_ms;
+    } else {
+        klog(KLOG_ERROR, "cannot plan", KS("job", key), KS("error", err.msg), KEND);
+    }
+    if (rc)
+        atomic_fetch_add(&c->reconcile_errors, 1);
+    tj_plan_release(&plan);
+    free(arr);
+    cJSON_Delete(pods);
+    cJSON_Delete(job);
+    return rc;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void start_workers(ctrl *c)
+{
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&c->started_workers, &expected, 1))
+        return;
+    if (kube_queue_start(c->queue, c->opts.workers > 0 ? c->opts.workers : 2, reconcile, c) != 0) {
+        klog(KLOG_ERROR, "cannot start the reconcile workers", KEND);
+        return;
+    }
+    /* Every known job gets one reconcile when this replica starts leading. */
+    cJSON *all = NULL;
+    if (kube_informer_list(c->jobs, NULL, &all) == 0) {
+        const cJSON *j;
+        cJSON_ArrayForEach(j, all)
+        {
+            char *k = kube_obj_key(j);
+            if (k)
+                kube_queue_add(c->queue, k);
+            free(k);
+        }
+    }
+    cJSON_Delete(all);
+    klog(KLOG_INFO, "reconciling", KI("workers", c->opts.workers), KEND);
+}
+
+static void on_started_leading(void *ud)
+{
+    ctrl *c = ud;
+    atomic_store(&c->leading, 1);
+    klog(KLOG_INFO, "became leader", KS("identity", kube_leader_identity(c->leader)), KEND);
+    start_workers(c);
+}
+
+static void on_stopped_leading(void *ud)
+{
+    ctrl *c = ud;
+    atomic_store(&c->leading, 0);
+    /* Losing the Lease stops reconciling at once; the process then exits
+     * so a fresh start competes for the Lease again, as controller-runtime
+     * does. */
+    kube_queue_shutdown(c->queue);
+    klog(KLOG_WARN, "stopped leading", KEND);
+}
+
+int ctrl_new(kube_client *client, const ctrl_opts *o, ctrl **out, kiln_error *err)
+{
+    *out = NULL;
+    ctrl *c = calloc(1, sizeof *c);
+    if (!c)
+        return kiln_fail(err, KILN_ENOMEM, "out of memory");
+    c->client = client;
+    c->opts = *o;
+    if (!c->opts.lease_name)
+        c->opts.lease_name = "kiln-controller";
+    kube_queue_opts qo = {0};
+    kube_recorder_opts ro = {.component = "kiln-controller"};
+    if (kube_queue_new(&qo, &c->queue) != 0 || kube_recorder_new(client, &ro, &c->events) != 0) {
+        ctrl_free(c);
+        return kiln_fail(err, KILN_ENOMEM, "out of memory");
+    }
+    kube_handlers jh;
+    kube_informer_enqueue_handlers(c->queue, &jh);
+    kube_informer_opts jo = {.res = res_tj, .ns = o->ns, .websocket = o->websocket_watches,
+                             .resync_ms = 10 * 60 * 1000};
+    c->owner_enq = (kube_owner_enqueuer){.q = c->queue, .owner_kind = "TrainingJob"};
+    kube_handlers ph;
+    kube_informer_owner_handlers(&c->owner_enq, &ph);
+    kube_informer_opts po = {.res = kube_res_pods, .ns = o->ns, .label_selector = "kiln.dev/job",
+                             .websocket = o->websocket_watches};
+    if (kube_informer_new(client, &jo, &jh, &c->jobs) != 0 ||
+        kube_informer_new(client, &po, &ph, &c->pods) != 0) {
+        ctrl_free(c);
+        return kiln_fail(err, KILN_ENOMEM, "cannot create informers");
+    }
+    if (o->leader_elect) {
+        kube_leader_opts lo = {.name = c->opts.lease_name, .ns = o->lease_ns ? o->lease_ns : "kiln-system",
+                               .on_started = on_started_leading, .on_stopped = on_stopped_leading,
+                               .ud = c};
+        int rc = kube_leader_new(client, &lo, &c->leader, err);
+        if (rc) {
+            ctrl_free(c);
+            return rc;
+        }
+    }
+    *out = c;
+    return 0;
+}
+
+int ctrl_start(ctrl *c, kiln_error *err)
+{
+    if (kube_informer_start(c->jobs) != 0 || kube_informer_start(c->pods) != 0)
+        return kiln_fail(err, KILN_EINTERNAL, "cannot start informers");
+    if (kube_informer_wait_synced(c->jobs, SYNC_TIMEOUT_MS) != 0 ||
+        kube_informer_wait_synced(c->pods, SYNC_TIMEOUT_MS) != 0)
+        return kiln_fail(err, KILN_ETIMEOUT,
+                         "caches did not sync within %d s: is the TrainingJob CRD installed and "
+                         "may this account list trainingjobs and pods?",
+                         SYNC_TIMEOUT_MS / 1000);
+    atomic_store(&c->ready, 1);
+    klog(KLOG_INFO, "caches synced", KI("jobs", (int64_t)kube_informer_len(c->jobs)),
+         KI("pods", (int64_t)kube_informer_len(c->pods)), KEND);
+    if (c->leader)
+        return kube_leader_start(c->leader) == 0 ? 0 : kiln_fail(err, KILN_EINTERNAL, "cannot start leader election");
+    atomic_store(&c->leading, 1);
+    start_workers(c);
+    return 0;
+}
+
+void ctrl_stop(ctrl *c)
+{
+    if (!c)
+        return;
+    kube_client_cancel(c->client);
+    if (c->leader)
+        kube_leader_stop(c->leader); /* releases the Lease: a successor takes over at once */
+    kube_queue_shutdown(c->queue);
+    kube_queue_stop(c->queue);
+    kube_informer_stop(c->jobs);
+    kube_informer_stop(c->pods);
+}
+
+void ctrl_free(ctrl *c)
+{
+    if (!c)
+        return;
+    kube_leader_free(c->leader);
+    kube_informer_free(c->jobs);
+    kube_informer_free(c->pods);
+    kube_queue_free(c->queue);
+    kube_recorder_free(c->events);
+    free(c);
+}
+
+int ctrl_ready(ctrl *c)
+{
+    return atomic_load(&c->ready);
+}
+
+int ctrl_leading(ctrl *c)
+{
+    return atomic_load(&c->leading) && !kube_queue_shutting_down(c->queue);
+}
+
+/* ------------------------------------------------------------ metrics */
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (b->p && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->len + (size_t)n + 1)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np)
+            return;
+        b->p = np;
+        b->cap = cap;
+    }
+}
+
+char *ctrl_metrics_text(ctrl *c)
+{
+    sbuf b = {0};
+    sb_printf(&b, "# HELP kiln_reconciles_total Reconciles run.\n# TYPE kiln_reconciles_total counter\n"
+                  "kiln_reconciles_total %ld\n",
+              atomic_load(&c->reconciles));
+    sb_printf(&b, "# HELP kiln_reconcile_errors_total Reconciles that failed and were retried.\n"
+                  "# TYPE kiln_reconcile_errors_total counter\nkiln_reconcile_errors_total %ld\n",
+              atomic_load(&c->reconcile_errors));
+    sb_printf(&b, "# HELP kiln_api_writes_total Writes sent to the API server.\n"
+                  "# TYPE kiln_api_writes_total counter\nkiln_api_writes_total %ld\n",
+              atomic_load(&c->writes));
+    sb_printf(&b, "# HELP kiln_status_conflicts_total Status writes answered 409 Conflict.\n"
+                  "# TYPE kiln_status_conflicts_total counter\nkiln_status_conflicts_total %ld\n",
+              atomic_load(&c->conflicts));
+    sb_printf(&b, "# HELP kiln_trial_pods_created_total Trial pods created.\n"
+                  "# TYPE kiln_trial_pods_created_total counter\nkiln_trial_pods_created_total %ld\n",
+              atomic_load(&c->pods_created));
+    sb_printf(&b, "# HELP kiln_notifications_failed_total Webhooks and e-mails that could not be delivered.\n"
+                  "# TYPE kiln_notifications_failed_total counter\nkiln_notifications_failed_total %ld\n",
+              atomic_load(&c->notifications_failed));
+    sb_printf(&b, "# HELP kiln_workqueue_depth Keys waiting in the work queue.\n"
+                  "# TYPE kiln_workqueue_depth gauge\nkiln_workqueue_depth %zu\n",
+              kube_queue_len(c->queue));
+    sb_printf(&b, "# HELP kiln_leader 1 while this replica reconciles.\n# TYPE kiln_leader gauge\n"
+                  "kiln_leader %d\n",
+              ctrl_leading(c));
+
+    /* Trials by phase and time to goal, from the cached job statuses. */
+    long phases[5] = {0};
+    static const char *names[5] = {"Pending", "Running", "Succeeded", "Failed", "Other"};
+    cJSON *all = NULL;
+    sbuf ttg = {0};
+    if (kube_informer_list(c->jobs, NULL, &all) == 0) {
+        const cJSON *j;
+        cJSON_ArrayForEach(j, all)
+        {
+            const cJSON *t;
+            cJSON_ArrayForEach(t, kube_obj_path(j, "status.trials"))
+            {
+                const char *ph = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "phase"));
+                int k = 4;
+                for (int i = 0; i < 4; i++)
+                    if (ph && !strcmp(ph, names[i]))
+                        k = i;
+                phases[k]++;
+            }
+            const char *st = cJSON_GetStringValue(kube_obj_path(j, "status.startTime"));
+            const char *ct = cJSON_GetStringValue(kube_obj_path(j, "status.completionTime"));
+            const char *phase = cJSON_GetStringValue(kube_obj_path(j, "status.phase"));
+            ktime a, z;
+            if (st && ct && phase && !strcmp(phase, "Succeeded") && ktime_parse(st, &a, NULL) == 0 &&
+                ktime_parse(ct, &z, NULL) == 0)
+                sb_printf(&ttg, "kiln_time_to_goal_seconds{namespace=\"%s\",job=\"%s\"} %.3f\n",
+                          kube_obj_namespace(j), kube_obj_name(j),
+                          (double)ktime_diff_ms(z, a) / 1000.0);
+        }
+    }
+    cJSON_Delete(all);
+    sb_printf(&b, "# HELP kiln_trials Trials recorded in TrainingJob statuses, by phase.\n"
+                  "# TYPE kiln_trials gauge\n");
+    for (int i = 0; i < 5; i++)
+        sb_printf(&b, "kiln_trials{phase=\"%s\"} %ld\n", names[i], phases[i]);
+    sb_printf(&b, "# HELP kiln_time_to_goal_seconds From a search's start to its goal.\n"
+                  "# TYPE kiln_time_to_goal_seconds gauge\n%s",
+              ttg.p ? ttg.p : "");
+    free(ttg.p);
+    return b.p;
+}
