@@ -309,6 +309,8 @@ int serve_main(int argc, char **argv)
         }
         if (w.fd >= 0 && n > 0 && (pf[1].revents & POLLIN))
             watch_drain(&w);
+        if (force)
+            klog(KLOG_INFO, "SIGHUP: re-checking the model file", KS("path", cfg.model_path), KEND);
         if (serve_holder_check(&app->holder, force) > 0)
             watch_update(&w, cfg.model_path);
     }

@@ -212,6 +212,8 @@ static void predict_csv(serve_scratch *s, serve_model *sm, const serve_request *
 {
     kiln_error err = {0};
     serve_csv *c = &s->csv;
+    c->names = (const char *const *)sm->input_names;
+    c->nnames = sm->n_input_names;
     if (serve_parse_csv(c, rq->body, rq->len, &err)) {
         serve_error(rs, c->status, err.msg);
         return;
@@ -371,7 +373,8 @@ void serve_handle(serve_app *app, serve_scratch *s, const serve_request *rq, ser
             serve_metrics_render(&app->metrics, app->cfg.name, sm ? sm->version : NULL, rs->body);
         serve_model_put(sm);
         ok_json(rs, rc);
-        rs->ctype = CT_TEXT;
+        if (rs->status == 200)
+            rs->ctype = CT_TEXT;
         return;
     }
     default:

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,7 +32,10 @@
 /* Buffers that grew past this for one big request are given back. */
 #define KEEP_MAX (1u << 20)
 
-enum { C_IDLE, C_READING, C_RESPONDING };
+/* C_NEW: accepted, no request yet (the header deadline runs from the
+ * accept); C_IDLE: keep-alive between requests; C_READING, C_RESPONDING:
+ * a request in flight; C_CLOSING: answered 408, being closed. */
+enum { C_NEW, C_IDLE, C_READING, C_RESPONDING, C_CLOSING };
 
 typedef struct worker worker;
 
@@ -105,7 +110,8 @@ static conn *conn_get(worker *w, struct lws *wsi)
     sbuf_init(&c->body, 0);
     sbuf_init(&c->resp, HDR_ROOM);
     serve_scratch_init(&c->scratch);
-    c->state = C_IDLE;
+    c->state = C_NEW;
+    c->t0 = now_ns();
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -120,7 +126,7 @@ static void conn_free(worker *w, struct lws *wsi)
     if (!c)
         return;
     lws_set_opaque_user_data(wsi, NULL);
-    if (c->state != C_IDLE) {
+    if (c->state == C_READING || c->state == C_RESPONDING) {
         /* the client went away mid-request: no answer, no observation */
         w->inflight--;
         serve_metrics_inflight(&w->app->metrics, -1);
@@ -190,13 +196,50 @@ static void fail_early(conn *c, int status, const char *why, int close_after)
         c->close_after = 1;
 }
 
+/* Writes bytes straight to the socket, waiting for it (bounded): for the
+ * few writes made outside libwebsockets' write path, when it has nothing
+ * queued on this connection (100 Continue, answers on a connection that
+ * closes right after, which libwebsockets would cut short on close). */
+static void send_raw(struct lws *wsi, const unsigned char *p, size_t n)
+{
+    int fd = lws_get_socket_fd(wsi);
+    uint64_t until = now_ns() + 1000000000u;
+    while (n && fd >= 0) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k > 0) {
+            p += k;
+            n -= (size_t)k;
+            continue;
+        }
+        if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return;
+        if (now_ns() > until)
+            return;
+        struct pollfd pf = {.fd = fd, .events = POLLOUT};
+        poll(&pf, 1, 100);
+    }
+}
+
+static void send_all(struct lws *wsi, const unsigned char *p, size_t n)
+{
+    send_raw(wsi, p, n);
+    shutdown(lws_get_socket_fd(wsi), SHUT_WR);
+}
+
+static int expects_continue(struct lws *wsi)
+{
+    char v[32];
+    return lws_hdr_copy(wsi, v, (int)sizeof v, WSI_TOKEN_HTTP_EXPECT) > 0 &&
+           !strcasecmp(v, "100-continue");
+}
+
 static int on_headers(worker *w, struct lws *wsi, const char *uri)
 {
     conn *c = conn_get(w, wsi);
     if (!c)
         return -1;
-    if (c->state != C_IDLE)
-        return -1; /* a pipelined request while one is pending: not supported */
+    if (c->state != C_IDLE && c->state != C_NEW)
+        return -1; /* a request while one is pending, or after a 408 */
     c->t0 = now_ns();
     c->state = C_READING;
     w->inflight++;
@@ -250,6 +293,17 @@ static int on_headers(worker *w, struct lws *wsi, const char *uri)
             fail_early(c, 400, "bad Content-Length", 1);
         }
     }
+    if (has_body && expects_continue(wsi)) {
+        if (c->pre_status) {
+            /* the client holds the body back until told to send it: answer
+             * now and close instead of waiting for a body never sent */
+            c->close_after = 1;
+            has_body = 0;
+        } else {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            send_raw(wsi, (const unsigned char *)cont, sizeof cont - 1);
+        }
+    }
     if (!has_body)
         respond(w, c);
     return 0;
@@ -271,30 +325,6 @@ static int on_body(worker *w, conn *c, const void *in, size_t len)
         sbuf_reset(&c->body);
     }
     return 0;
-}
-
-/* Writes a whole response on a connection that closes right after:
- * libwebsockets would drop any unsent tail on close, so wait for the
- * socket (bounded) instead. */
-static void send_all(struct lws *wsi, const unsigned char *p, size_t n)
-{
-    int fd = lws_get_socket_fd(wsi);
-    uint64_t until = now_ns() + 1000000000u;
-    while (n && fd >= 0) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (k > 0) {
-            p += k;
-            n -= (size_t)k;
-            continue;
-        }
-        if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            return;
-        if (now_ns() > until)
-            return;
-        struct pollfd pf = {.fd = fd, .events = POLLOUT};
-        poll(&pf, 1, 100);
-    }
-    shutdown(fd, SHUT_WR);
 }
 
 static int on_writeable(worker *w, conn *c, struct lws *wsi)
@@ -375,31 +405,39 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 /* The listen socket is ours (libwebsockets 4.1 cannot share a port
  * between contexts on Linux), adopted as a raw descriptor: when it is
  * readable, accept and hand each connection to libwebsockets as HTTP. */
+/* Accepts every connection waiting on the listen socket and hands it to
+ * libwebsockets as HTTP. */
+static void accept_pending(worker *w)
+{
+    while (w->lfd >= 0) {
+        int fd = accept4(w->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                klog(KLOG_WARN, "accept failed", KS("error", strerror(errno)), KEND);
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        /* on failure lws_adopt_socket_vhost closes fd itself */
+        struct lws *nw = lws_adopt_socket_vhost(w->vh, fd);
+        if (nw && !conn_get(w, nw))
+            lws_set_timeout(nw, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+}
+
 static int listen_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                            size_t len)
 {
     worker *w = lws_context_user(lws_get_context(wsi));
     switch (reason) {
     case LWS_CALLBACK_RAW_RX_FILE:
-        for (int i = 0; i < 64 && w->lfd >= 0; i++) {
-            int fd = accept4(w->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (fd < 0) {
-                if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                    errno != ECONNABORTED)
-                    klog(KLOG_WARN, "accept failed", KS("error", strerror(errno)), KEND);
-                break;
-            }
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            if (atomic_load(&w->http->stop) || !lws_adopt_socket_vhost(w->vh, fd)) {
-                if (atomic_load(&w->http->stop))
-                    close(fd);
-                /* lws_adopt_socket_vhost closes fd itself on failure */
-            }
-        }
+        accept_pending(w);
         return 0;
     case LWS_CALLBACK_RAW_CLOSE_FILE:
         w->lwsi = NULL;
+        w->lfd = -1; /* closed by libwebsockets */
         return 0;
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -419,25 +457,46 @@ static const struct lws_protocols protocols[] = {
  * (a slow or stalled client) gets 408 and is closed. */
 static void sweep_cb(lws_sorted_usec_list_t *sul)
 {
+    static const char late_headers[] =
+        "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+        "Content-Length: 58\r\nConnection: close\r\n\r\n"
+        "{\"error\":\"the request headers were not delivered in time\"}";
     worker *w = lws_container_of(sul, worker, sweep);
     uint64_t now = now_ns(), limit = (uint64_t)w->app->cfg.timeout_s * 1000000000u;
     for (conn *c = w->conns; c; c = c->next) {
-        if (c->state == C_READING && now - c->t0 > limit) {
+        if (now - c->t0 <= limit)
+            continue;
+        if (c->state == C_READING) {
             klog(KLOG_WARN, "request body timed out", KS("path", c->path), KEND);
             fail_early(c, 408, "the request body was not delivered in time", 1);
             respond(w, c);
+        } else if (c->state == C_NEW) {
+            /* Connected but no complete request headers in time (a slow
+             * or silent client): libwebsockets has nothing queued on this
+             * socket, so answer directly and close. */
+            send_all(c->wsi, (const unsigned char *)late_headers, sizeof late_headers - 1);
+            serve_metrics_observe(&w->app->metrics, SR_OTHER, 408, now - c->t0);
+            c->state = C_CLOSING;
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         }
     }
     lws_sul_schedule(w->ctx, 0, &w->sweep, sweep_cb, LWS_US_PER_SEC);
 }
 
+/* On stop: connections between requests are closed, unless request
+ * bytes are already waiting on the socket (a request sent before the
+ * stop is still answered); requests in flight finish with
+ * Connection: close. */
 static void close_idle(worker *w)
 {
     for (conn *c = w->conns; c; c = c->next) {
-        if (c->state == C_IDLE)
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        else
+        if (c->state == C_IDLE || c->state == C_NEW) {
+            int pending = 0;
+            if (ioctl(lws_get_socket_fd(c->wsi), FIONREAD, &pending) || pending <= 0)
+                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        } else {
             c->close_after = 1;
+        }
     }
 }
 
@@ -452,11 +511,18 @@ static void *worker_main(void *arg)
         if (!w->shutting) {
             w->shutting = 1;
             w->deadline = now_ns() + (uint64_t)w->app->cfg.grace_s * 1000000000u;
+            /* connections the kernel completed before the stop are taken
+             * (their requests are answered), then the socket is closed */
+            accept_pending(w);
+            /* shutdown, not close: the descriptor stays libwebsockets' to
+             * close, but the kernel stops queueing connections on it */
+            if (w->lfd >= 0)
+                shutdown(w->lfd, SHUT_RDWR);
             if (w->lwsi)
                 lws_set_timeout(w->lwsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         }
         close_idle(w);
-        if (w->inflight <= 0 || now_ns() > w->deadline)
+        if (!w->conns || now_ns() > w->deadline)
             break;
     }
     if (w->inflight > 0)
@@ -522,7 +588,7 @@ static struct lws_context *make_context(worker *w)
     /* our own sweep answers a stalled body with 408 at timeout_s; the
      * library's own network timeout is only the backstop */
     info.timeout_secs = (unsigned int)cfg->timeout_s + 3;
-    info.timeout_secs_ah_idle = (unsigned int)cfg->timeout_s;
+    info.timeout_secs_ah_idle = (unsigned int)cfg->timeout_s + 3;
     info.keepalive_timeout = 60;
     info.pt_serv_buf_size = 65536;
     info.max_http_header_data = 8192;

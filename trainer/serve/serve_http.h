@@ -8,10 +8,12 @@
  * thread: a prediction costs tens of microseconds, less than a hand-off
  * between threads would.
  *
- * Per-connection limits: the request headers must arrive within
- * cfg.timeout_s (libwebsockets' header-table idle timeout closes the
- * connection), and the body within cfg.timeout_s of the headers (408 and
- * close). A body over cfg.max_body is read and dropped, then answered 413.
+ * Per-connection limits: a new connection must deliver its first request
+ * headers within cfg.timeout_s of the accept, and every body within
+ * cfg.timeout_s of its headers, or it is answered 408 and closed (a
+ * once-a-second sweep); libwebsockets' own timeouts, set a little longer,
+ * are the backstop and bound later requests on a keep-alive connection.
+ * A body over cfg.max_body is read and dropped, then answered 413.
  *
  * serve_http_stop (any thread) makes every service thread close its listen
  * socket, close idle keep-alive connections, finish the requests in flight

@@ -26,19 +26,6 @@ void serve_batch_release(serve_batch *b)
     memset(b, 0, sizeof *b);
 }
 
-void serve_csv_init(serve_csv *c)
-{
-    memset(c, 0, sizeof *c);
-}
-
-void serve_csv_release(serve_csv *c)
-{
-    free(c->text);
-    free(c->cells);
-    free(c->row_off);
-    memset(c, 0, sizeof *c);
-}
-
 static int batch_room(serve_batch *b, size_t floats)
 {
     if (floats <= b->cap)
@@ -264,27 +251,6 @@ static int skip_value(jp *j, int depth)
  * v1
  * ====================================================================== */
 
-/* A non-negative integer of up to 9 digits followed by a separator:
- * parsed in place (returns 1). Anything else returns 0, consuming
- * nothing, and goes through read_number. */
-static inline int small_int(jp *j, float *out)
-{
-    const char *p = j->p, *e = j->e;
-    while (p < e && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r'))
-        p++;
-    const char *s = p;
-    uint32_t v = 0;
-    while (p < e && p - s < 9 && (unsigned)(*p - '0') <= 9)
-        v = v * 10 + (uint32_t)(*p++ - '0');
-    if (p == s || p >= e || (*s == '0' && p - s > 1))
-        return 0;
-    if (*p != ',' && *p != ']' && *p != ' ' && *p != '\n' && *p != '\t' && *p != '\r')
-        return 0;
-    *out = (float)v;
-    j->p = p;
-    return 1;
-}
-
 /* One instance: a number, null (missing) or a (nested) array of them,
  * appended in row-major order to b->x at *count. */
 static int v1_values(jp *j, serve_batch *b, float *dst, int *count, int depth, int *status,
@@ -300,19 +266,36 @@ static int v1_values(jp *j, serve_batch *b, float *dst, int *count, int depth, i
             return 0;
         }
         for (;;) {
-            /* Fast path for the common element, a plain integer such as a
-             * pixel: no call, no branch on '.' or exponents. */
-            float v;
-            int k = *count;
-            if (j->p < j->e && small_int(j, &v)) {
-                if (k < b->n_inputs)
-                    dst[k] = v;
-                *count = k + 1;
-            } else {
-                int rc = v1_values(j, b, dst, count, depth + 1, status, err);
-                if (rc)
-                    return rc;
+            /* Fast path for the common element, a plain integer (a pixel,
+             * a count) directly followed by ',' or ']': parsed in place
+             * with one pass over its digits. Anything else takes the
+             * general path below. */
+            const char *p = j->p, *e = j->e;
+            while (p < e && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r'))
+                p++;
+            const char *s = p;
+            uint32_t acc = 0;
+            unsigned dg;
+            while (p < e && p - s < 9 && (dg = (unsigned)(unsigned char)*p - '0') <= 9) {
+                acc = acc * 10 + dg;
+                p++;
             }
+            if (p > s && p < e && (*p == ',' || *p == ']') && !(*s == '0' && p - s > 1)) {
+                int k = *count;
+                if (k == INT_MAX)
+                    return bad(status, 413, err, "an instance holds too many values");
+                *count = k + 1;
+                if (k < b->n_inputs)
+                    dst[k] = (float)acc;
+                j->p = p + 1;
+                if (*p == ']')
+                    return 0;
+                continue;
+            }
+            j->p = s;
+            int rc = v1_values(j, b, dst, count, depth + 1, status, err);
+            if (rc)
+                return rc;
             int d = peek(j);
             j->p++;
             if (d == ',')
@@ -342,6 +325,8 @@ static int v1_values(jp *j, serve_batch *b, float *dst, int *count, int depth, i
     } else {
         return bad(status, 400, err, "malformed JSON in an instance");
     }
+    if (*count == INT_MAX)
+        return bad(status, 413, err, "an instance holds too many values");
     if (*count >= b->n_inputs) {
         (*count)++; /* counted, not stored: reported by the caller */
         return 0;
@@ -687,163 +672,6 @@ int serve_parse_v2(serve_batch *b, const char *body, size_t len, int n_inputs, k
     int rc = v2_parse_root(b, root, len, err);
     cJSON_Delete(root);
     return rc;
-}
-
-/* ======================================================================
- * CSV
- * ====================================================================== */
-
-int serve_is_number(const char *s)
-{
-    const char *p = s;
-    if (*p == '+' || *p == '-')
-        p++;
-    if (!((*p >= '0' && *p <= '9') || *p == '.'))
-        return 0;
-    char *end;
-    strtod(s, &end);
-    return end != s && *end == '\0';
-}
-
-static int missing_mark(const char *s)
-{
-    return !*s || !strcmp(s, "NA") || !strcmp(s, "NaN") || !strcmp(s, "nan") ||
-           !strcmp(s, "null") || !strcmp(s, "?");
-}
-
-static int csv_push_cell(serve_csv *c, size_t ncells, const char *cell)
-{
-    if (ncells >= c->cells_cap) {
-        size_t ncap = c->cells_cap ? c->cells_cap * 2 : 256;
-        const char **x = realloc(c->cells, ncap * sizeof *x);
-        if (!x)
-            return KILN_ENOMEM;
-        c->cells = x;
-        c->cells_cap = ncap;
-    }
-    c->cells[ncells] = cell;
-    return 0;
-}
-
-static int csv_push_row(serve_csv *c, int row, int off)
-{
-    if ((size_t)row + 1 >= c->rows_cap) {
-        size_t ncap = c->rows_cap ? c->rows_cap * 2 : 64;
-        int *x = realloc(c->row_off, ncap * sizeof *x);
-        if (!x)
-            return KILN_ENOMEM;
-        c->row_off = x;
-        c->rows_cap = ncap;
-    }
-    c->row_off[row] = off;
-    return 0;
-}
-
-int serve_parse_csv(serve_csv *c, const char *body, size_t len, kiln_error *err)
-{
-    c->nrows = 0;
-    c->header = 0;
-    c->status = 400;
-    if (len >= (size_t)INT_MAX)
-        return bad(&c->status, 413, err, "the CSV body is too large");
-    if (len + 1 > c->text_cap) {
-        char *t = realloc(c->text, len + 1);
-        if (!t)
-            return bad(&c->status, 413, err, "the CSV body is too large");
-        c->text = t;
-        c->text_cap = len + 1;
-    }
-    /* Cells are unquoted in place: the write cursor never passes the read
-     * cursor, so one copy of the body is enough. */
-    memcpy(c->text, body, len);
-    c->text[len] = '\0';
-    char *r = c->text, *end = c->text + len, *w = c->text;
-    size_t ncells = 0;
-    int row = 0;
-    if (csv_push_row(c, 0, 0))
-        return bad(&c->status, 413, err, "the CSV body is too large");
-    while (r < end) {
-        /* one line */
-        size_t first = ncells;
-        int blank = 1;
-        for (;;) {
-            char *cell = w;
-            if (r < end && *r == '"') {
-                r++;
-                for (;;) {
-                    if (r >= end)
-                        return bad(&c->status, 400, err, "CSV: unterminated quoted cell");
-                    if (*r == '"') {
-                        if (r + 1 < end && r[1] == '"') {
-                            *w++ = '"';
-                            r += 2;
-                            continue;
-                        }
-                        r++;
-                        break;
-                    }
-                    *w++ = *r++;
-                }
-                if (r < end && *r != ',' && *r != '\n' && *r != '\r')
-                    return bad(&c->status, 400, err, "CSV: text after a closing quote");
-                blank = 0;
-            } else {
-                while (r < end && *r != ',' && *r != '\n' && *r != '\r') {
-                    if (*r == '\0')
-                        return bad(&c->status, 400, err, "CSV: NUL byte in the body");
-                    *w++ = *r++;
-                }
-            }
-            /* trim blanks around unquoted cells */
-            while (w > cell && (w[-1] == ' ' || w[-1] == '\t'))
-                w--;
-            while (cell < w && (*cell == ' ' || *cell == '\t'))
-                cell++;
-            if (w > cell)
-                blank = 0;
-            /* the terminator may land on the separator: read it first */
-            char sep = r < end ? *r : '\n';
-            *w++ = '\0';
-            if (csv_push_cell(c, ncells++, cell))
-                return bad(&c->status, 413, err, "the CSV body is too large");
-            if (r < end)
-                r++;
-            if (sep == ',') {
-                blank = 0;
-                continue;
-            }
-            if (sep == '\r' && r < end && *r == '\n')
-                r++;
-            break;
-        }
-        if (blank) {
-            ncells = first; /* skip an empty line */
-            continue;
-        }
-        if (row == 0 && !c->header) {
-            int header = 1;
-            for (size_t i = first; i < ncells; i++) {
-                const char *s = c->cells[i];
-                if (!*s)
-                    continue;
-                if (serve_is_number(s) || missing_mark(s)) {
-                    header = 0;
-                    break;
-                }
-            }
-            if (header) {
-                c->header = 1;
-                ncells = first;
-                continue;
-            }
-        }
-        if (ncells > (size_t)INT_MAX || csv_push_row(c, ++row, (int)ncells))
-            return bad(&c->status, 413, err, "the CSV body is too large");
-    }
-    c->nrows = row;
-    if (!row)
-        return bad(&c->status, 400, err, "CSV: the body holds no data row");
-    return 0;
 }
 
 /* ======================================================================

@@ -39,6 +39,7 @@ static void wrap_free(serve_model *sm)
             free(sm->label_json[i]);
     free(sm->label_json);
     free(sm->label_len);
+    free(sm->input_names);
     free(sm->path);
     model_free(sm->m);
     free(sm);
@@ -85,6 +86,17 @@ int serve_model_wrap(kiln_model *m, const char *path, serve_model **out)
         }
         sm->label_json[i] = sbuf_data(&b); /* head is 0: the allocation itself */
         sm->label_len[i] = b.len;
+    }
+    /* "preprocessing": {"kind": "table", "inputs": [{"name": ...}, ...]} */
+    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(model_header(m), "preprocessing");
+    const cJSON *ins = cJSON_GetObjectItemCaseSensitive(pp, "inputs");
+    int nin = cJSON_IsArray(ins) ? cJSON_GetArraySize(ins) : 0;
+    if (nin > 0 && (sm->input_names = calloc((size_t)nin, sizeof *sm->input_names)) != NULL) {
+        for (const cJSON *e = ins->child; e; e = e->next) {
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name");
+            if (cJSON_IsString(nm) && sm->n_input_names < nin)
+                sm->input_names[sm->n_input_names++] = nm->valuestring;
+        }
     }
     sm->labels.n = n;
     sm->labels.numeric = numeric;
@@ -187,6 +199,7 @@ int serve_holder_check(serve_holder *h, int force)
     }
     serve_model *old = h->cur; /* only this thread writes cur */
     if (old && !strcmp(old->version, sm->version) && !strcmp(old->path, sm->path)) {
+        klog(KLOG_INFO, "model unchanged", KS("path", file), KS("version", old->version), KEND);
         serve_model_put(sm);
         return 0;
     }

@@ -42,6 +42,10 @@ typedef struct serve_model {
     serve_labels labels;
     char **label_json;
     size_t *label_len;
+    /* training column names from the header (borrowed from it), for
+     * telling a CSV header row from data; NULL for images */
+    const char **input_names;
+    int n_input_names;
 } serve_model;
 
 typedef struct serve_holder {
