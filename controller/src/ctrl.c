@@ -18,18 +18,21 @@
 #include "kube_queue.h"
 #include "notify.h"
 #include "tj_plan.h"
+#include "tj_serve.h"
+#include "tj_status.h"
 #include "tune.h"
 
 static const kube_resource res_tj = {"kiln.dev", "v1alpha1", "trainingjobs", "TrainingJob", 1};
 static const kube_resource res_pvc = {"", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", 1};
 static const kube_resource res_secrets = {"", "v1", "secrets", "Secret", 1};
+static const kube_resource res_services = {"", "v1", "services", "Service", 1};
 
 #define SYNC_TIMEOUT_MS 60000
 
 struct ctrl {
     kube_client *client;
     ctrl_opts opts;
-    kube_informer *jobs, *pods;
+    kube_informer *jobs, *pods, *services;
     kube_queue *queue;
     kube_recorder *events;
     kube_leader *leader;
@@ -154,7 +157,7 @@ static void announce(ctrl *c, const cJSON *job, const cJSON *status, const char 
     }
 }
 
-static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p)
+static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, tj_serve_out *sv)
 {
     const char *ns = kube_obj_namespace(job);
     kube_err e;
@@ -209,6 +212,34 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p)
         }
         kube_err_release(&e);
     }
+    if (!rc && sv->create_service) {
+        kube_err_init(&e);
+        rc = ok_or(kube_create(c->client, &res_services, ns, sv->service, NULL, &e), &e, 409);
+        atomic_fetch_add(&c->writes, 1);
+        if (rc)
+            log_api_error("cannot create the Service", key, &e);
+        kube_err_release(&e);
+    }
+    for (int i = 0; i < sv->n_deletes && !rc; i++) {
+        kube_err_init(&e);
+        kube_delete_opts d = {.propagation = "Background", .grace_seconds = -1};
+        rc = ok_or(kube_delete(c->client, &kube_res_pods, ns, sv->deletes[i], &d, &e), &e, 404);
+        atomic_fetch_add(&c->writes, 1);
+        if (rc)
+            log_api_error("cannot delete a serving pod", key, &e);
+        kube_err_release(&e);
+    }
+    for (int i = 0; i < sv->n_creates && !rc; i++) {
+        kube_err_init(&e);
+        rc = kube_create(c->client, &kube_res_pods, ns, sv->creates[i], NULL, &e);
+        atomic_fetch_add(&c->writes, 1);
+        if (rc)
+            log_api_error("cannot create a serving pod", key, &e);
+        kube_err_release(&e);
+    }
+    for (int i = 0; i < sv->n_events; i++)
+        kube_event_record(c->events, job, sv->events[i].type, sv->events[i].reason, "%s",
+                          sv->events[i].message);
     if (rc)
         return rc;
     for (int i = 0; i < p->n_events; i++) {
@@ -217,6 +248,50 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p)
         if (!strcmp(p->events[i].reason, "GoalReached") || !strcmp(p->events[i].reason, "GoalNotReached"))
             announce(c, job, p->status ? p->status : cJSON_GetObjectItemCaseSensitive(job, "status"),
                      p->events[i].reason);
+    }
+    return 0;
+}
+
+/* Plans the serving side on the status tj_plan is about to write and
+ * merges status.serving and the Serving condition into it, so one status
+ * write carries both; no write at all when nothing changed. */
+static int plan_serving(ctrl *c, const cJSON *job, const cJSON *const *pods, int n,
+                        const tj_env *env, tj_plan_out *plan, tj_serve_out *sv, kiln_error *err)
+{
+    const cJSON *cur = cJSON_GetObjectItemCaseSensitive(job, "status");
+    const cJSON *base = plan->status ? plan->status : cur;
+    char key[600];
+    snprintf(key, sizeof key, "%s/%s", kube_obj_namespace(job), kube_obj_name(job));
+    cJSON *svc = kube_informer_get(c->services, key);
+    int rc = tj_serve_plan(job, base, pods, n, svc != NULL, env, sv, err);
+    cJSON_Delete(svc);
+    if (rc)
+        return rc;
+    cJSON *st = base ? cJSON_Duplicate(base, 1) : cJSON_CreateObject();
+    if (!st)
+        return kiln_fail(err, KILN_ENOMEM, "out of memory");
+    cJSON_DeleteItemFromObjectCaseSensitive(st, "serving");
+    cJSON_AddItemToObject(st, "serving", sv->serving);
+    sv->serving = NULL;
+    const cJSON *old_conds = cJSON_GetObjectItemCaseSensitive(cur, "conditions");
+    cJSON *conds = cJSON_CreateArray();
+    const cJSON *cnd;
+    cJSON_ArrayForEach(cnd, cJSON_GetObjectItemCaseSensitive(st, "conditions"))
+    {
+        const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cnd, "type"));
+        if (!t || strcmp(t, "Serving"))
+            cJSON_AddItemToArray(conds, cJSON_Duplicate(cnd, 1));
+    }
+    tj_status_condition(conds, old_conds, "Serving", sv->cond_status, sv->cond_reason,
+                        sv->cond_message, kube_obj_generation(job), env->now);
+    cJSON_DeleteItemFromObjectCaseSensitive(st, "conditions");
+    cJSON_AddItemToObject(st, "conditions", conds);
+    cJSON_Delete(plan->status);
+    if (cur && cJSON_Compare(st, cur, 1)) {
+        cJSON_Delete(st);
+        plan->status = NULL;
+    } else {
+        plan->status = st;
     }
     return 0;
 }
@@ -253,17 +328,25 @@ static int reconcile(void *ud, const char *key, int64_t *requeue_ms)
     tj_plan_out plan;
     tj_plan_init(&plan);
     kiln_error err = {0};
+    tj_serve_out serve;
+    memset(&serve, 0, sizeof serve);
     int rc = arr ? tj_plan(job, (const cJSON *const *)arr, n, &env, &plan, &err) : KILN_ENOMEM;
+    if (rc == 0)
+        rc = plan_serving(c, job, (const cJSON *const *)arr, n, &env, &plan, &serve, &err);
     if (rc == 0) {
-        rc = execute(c, key, job, &plan);
-        if (rc == 0 && plan.requeue_after_ms > 0)
-            *requeue_ms = plan.requeue_after_ms;
+        rc = execute(c, key, job, &plan, &serve);
+        int64_t after = plan.requeue_after_ms;
+        if (serve.requeue_after_ms > 0 && (after <= 0 || serve.requeue_after_ms < after))
+            after = serve.requeue_after_ms;
+        if (rc == 0 && after > 0)
+            *requeue_ms = after;
     } else {
         klog(KLOG_ERROR, "cannot plan", KS("job", key), KS("error", err.msg), KEND);
     }
     if (rc)
         atomic_fetch_add(&c->reconcile_errors, 1);
     tj_plan_release(&plan);
+    tj_serve_release(&serve);
     free(arr);
     cJSON_Delete(pods);
     cJSON_Delete(job);
@@ -341,8 +424,11 @@ int ctrl_new(kube_client *client, const ctrl_opts *o, ctrl **out, kiln_error *er
     kube_informer_owner_handlers(&c->owner_enq, &ph);
     kube_informer_opts po = {.res = kube_res_pods, .ns = o->ns, .label_selector = "kiln.dev/job",
                              .websocket = o->websocket_watches};
+    kube_informer_opts so = {.res = res_services, .ns = o->ns, .label_selector = "kiln.dev/job",
+                             .websocket = o->websocket_watches};
     if (kube_informer_new(client, &jo, &jh, &c->jobs) != 0 ||
-        kube_informer_new(client, &po, &ph, &c->pods) != 0) {
+        kube_informer_new(client, &po, &ph, &c->pods) != 0 ||
+        kube_informer_new(client, &so, &ph, &c->services) != 0) {
         ctrl_free(c);
         return kiln_fail(err, KILN_ENOMEM, "cannot create informers");
     }
@@ -362,10 +448,12 @@ int ctrl_new(kube_client *client, const ctrl_opts *o, ctrl **out, kiln_error *er
 
 int ctrl_start(ctrl *c, kiln_error *err)
 {
-    if (kube_informer_start(c->jobs) != 0 || kube_informer_start(c->pods) != 0)
+    if (kube_informer_start(c->jobs) != 0 || kube_informer_start(c->pods) != 0 ||
+        kube_informer_start(c->services) != 0)
         return kiln_fail(err, KILN_EINTERNAL, "cannot start informers");
     if (kube_informer_wait_synced(c->jobs, SYNC_TIMEOUT_MS) != 0 ||
-        kube_informer_wait_synced(c->pods, SYNC_TIMEOUT_MS) != 0)
+        kube_informer_wait_synced(c->pods, SYNC_TIMEOUT_MS) != 0 ||
+        kube_informer_wait_synced(c->services, SYNC_TIMEOUT_MS) != 0)
         return kiln_fail(err, KILN_ETIMEOUT,
                          "caches did not sync within %d s: is the TrainingJob CRD installed and "
                          "may this account list trainingjobs and pods?",
@@ -391,6 +479,7 @@ void ctrl_stop(ctrl *c)
     kube_queue_stop(c->queue);
     kube_informer_stop(c->jobs);
     kube_informer_stop(c->pods);
+    kube_informer_stop(c->services);
 }
 
 void ctrl_free(ctrl *c)
@@ -400,6 +489,7 @@ void ctrl_free(ctrl *c)
     kube_leader_free(c->leader);
     kube_informer_free(c->jobs);
     kube_informer_free(c->pods);
+    kube_informer_free(c->services);
     kube_queue_free(c->queue);
     kube_recorder_free(c->events);
     free(c);

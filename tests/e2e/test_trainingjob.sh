@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The whole loop on kubelite with the real trainer: a TrainingJob whose
+# first model is too small for its goal runs several trials, the accuracy
+# climbs, and the job ends Succeeded with the best trial above the goal.
+. "$(dirname "$0")/../lib.sh"
+env_dir=$TEST_TMP/env
+cleanup() { "$KILN_SOURCE_DIR/hack/local-down.sh" "$env_dir" >/dev/null 2>&1; rm -rf "$TEST_TMP"; }
+trap cleanup EXIT
+"$KILN_SOURCE_DIR/hack/local-up.sh" "$env_dir" "$KILN_BUILD_DIR" >/dev/null || fail "local-up"
+export KUBECONFIG=$env_dir/kubeconfig
+
+cat > "$TEST_TMP/tj.yaml" <<YAML
+apiVersion: kiln.dev/v1alpha1
+kind: TrainingJob
+metadata:
+  name: climb
+spec:
+  data:
+    uri: file://$FMNIST
+    maxSamples: 4000
+  model:
+    family: mlp
+    mlp: {hiddenLayers: [4]}
+  training: {epochs: 1, threads: 1}
+  objective: {metric: accuracy, goal: 0.78}
+  tuning: {strategy: adaptive, maxTrials: 8, parallelism: 1}
+  serving: {enabled: false}
+YAML
+kubectl apply -f "$TEST_TMP/tj.yaml" >/dev/null || fail "apply"
+kubectl wait --for=condition=GoalReached tj/climb --timeout=240s >/dev/null \
+  || { kubectl get tj climb -o yaml >&2; kubectl get pods >&2; tail -n 20 "$env_dir/controller.log" >&2; fail "goal not reached"; }
+pass "kubectl wait --for=condition=GoalReached"
+
+kubectl get tj climb -o json > "$TEST_TMP/tj.json"
+[ "$(json "$TEST_TMP/tj.json" 'j["status"]["phase"]')" = Succeeded ] || fail "phase"
+n=$(json "$TEST_TMP/tj.json" 'len(j["status"]["trials"])')
+[ "$n" -ge 2 ] || fail "expected several trials, got $n"
+best=$(json "$TEST_TMP/tj.json" 'j["status"]["bestTrial"]["metrics"]["accuracy"]')
+first=$(json "$TEST_TMP/tj.json" 'j["status"]["trials"][0]["metrics"]["accuracy"]')
+"$PY" -c "import sys; sys.exit(0 if $best >= 0.78 and $best > $first else 1)" || fail "best $best, first $first"
+pass "$n trials, accuracy $first -> $best"
+
+kubectl get tj climb > "$TEST_TMP/get.txt"
+head -n 1 "$TEST_TMP/get.txt" | grep -q 'NAME *PHASE *METRIC *GOAL *TRIALS *AGE' || fail "columns: $(cat "$TEST_TMP/get.txt")"
+grep -q 'climb *Succeeded' "$TEST_TMP/get.txt" || fail "row: $(cat "$TEST_TMP/get.txt")"
+pass "kubectl get tj shows the printer columns"
+
+# one pod per trial index, labelled, owned by the job
+kubectl get pods -l kiln.dev/job=climb -o json > "$TEST_TMP/pods.json"
+"$PY" - "$TEST_TMP/pods.json" <<'PYEOF' || fail "trial pods"
+import json, sys, collections
+pods = json.load(open(sys.argv[1]))["items"]
+idx = collections.Counter(p["metadata"]["labels"]["kiln.dev/trial"] for p in pods if "kiln.dev/trial" in p["metadata"]["labels"])
+assert all(c == 1 for c in idx.values()), idx
+for p in pods:
+    assert p["metadata"]["ownerReferences"][0]["kind"] == "TrainingJob"
+    sc = p["spec"]["containers"][0]["securityContext"]
+    assert sc["readOnlyRootFilesystem"] and sc["allowPrivilegeEscalation"] is False
+PYEOF
+pass "trial pods: one per index, owned, locked down"
+
+kubectl get events --field-selector involvedObject.name=climb -o json > "$TEST_TMP/events.json"
+[ "$(json "$TEST_TMP/events.json" 'sum(e["reason"] == "GoalReached" for e in j["items"])')" -ge 1 ] || fail "no GoalReached event"
+pass "GoalReached event"
