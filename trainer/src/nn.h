@@ -90,7 +90,9 @@ int nn_train_batch(nn_model *m, nn_optim *o, const float *x, const int32_t *y, i
 /* Inference without dropout: probs (B, n_classes) softmax outputs. */
 int nn_predict(const nn_model *m, const float *x, int B, float *probs);
 
-/* Threads for the BLAS and the engine's own kernels (>= 1). */
+/* Threads for the BLAS and the engine's own kernels (>= 1). A process-wide
+ * setting read at each training step; the engine's kernels do not use
+ * OpenBLAS, so its thread count is left alone. */
 void nn_set_threads(int n);
 
 /* Finite-difference gradient check for tests: compares the analytic
@@ -112,13 +114,17 @@ int nn_loss_grad(nn_model *m, const float *x, const int32_t *y, int B, rng *mask
 
 /* The finite-difference comparison behind nn_gradcheck, against a given
  * gradient (so a test can show that a wrong one is caught). Perturbs up to
- * `samples` parameters chosen from r by +-1e-3, evaluates the loss with
- * dropout masks from a copy of mask_rng (NULL: off), and returns the max
- * over the sampled parameters of |g - num| / max(|g|, |num|, 1e-2). */
-double nn_gradcheck_grad(nn_model *m, const float *x, const int32_t *y, int B,
-                         const rng *mask_rng, const float *grad, int samples, rng *r);
+ * `samples` parameters chosen from r by +-1e-3 (and, if that disagrees, by
+ * +-1e-2 and +-1e-4, keeping the best: one step may cross a ReLU or
+ * max-pool kink), evaluates the loss in double with dropout masks from a
+ * copy of mask_rng (NULL: off), and returns the max over the sampled
+ * parameters of |g - num| / max(|g|, |num|, 1e-2). nn_gradcheck does the
+ * same with the analytic gradient and, when the model has dropout, one
+ * fixed mask drawn from r. */
+double nn_gradcheck_grad(nn_model *m, const float *x, const int32_t *y, int B, const rng *mask_rng,
+                         const float *grad, int samples, rng *r);
 
-/* on != 0: use the plain-loop reference kernels instead of BLAS/im2col
+/* on != 0: use the plain-loop reference kernels instead of nn_gemm/im2col
  * (tests compare the two). Not thread-safe against a running step. */
 void nn_set_reference(nn_model *m, int on);
 

@@ -64,9 +64,11 @@ static void kernel_c(int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa, int mr
 /* A is read in place (element (r, p) at a[r*rsa + p*csa]): the products
  * here have K or M small enough that packing A costs more than it saves.
  * Rows of a short tile (mr < MR) repeat row 0 instead of reading past A. */
-__attribute__((target("avx2,fma"))) static void kernel_avx2(int k, const float *a, ptrdiff_t rsa,
-                                                             ptrdiff_t csa, const float *bp, float *c,
-                                                             int ldc, int mr, int nr, int add)
+/* noinline: inlined into nn_gemm's loops it ran short of registers and
+ * spilled its row pointers inside the k loop */
+__attribute__((target("avx2,fma"), noinline)) static void
+kernel_avx2(int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *bp, ptrdiff_t bstride,
+            float *c, int ldc, int mr, int nr, int add)
 {
     const float *a0 = a, *a1 = a + (mr > 1 ? rsa : 0), *a2 = a + (mr > 2 ? 2 * rsa : 0);
     const float *a3 = a + (mr > 3 ? 3 * rsa : 0), *a4 = a + (mr > 4 ? 4 * rsa : 0);
@@ -78,7 +80,7 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(int k, const float *
     __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
     __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
     for (ptrdiff_t off = 0, end = (ptrdiff_t)k * csa; off != end; off += csa) {
-        __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
+        __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
         __m256 x;
         x = _mm256_broadcast_ss(a0 + off);
         c00 = _mm256_fmadd_ps(x, b0, c00);
@@ -98,19 +100,19 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(int k, const float *
         x = _mm256_broadcast_ss(a5 + off);
         c50 = _mm256_fmadd_ps(x, b0, c50);
         c51 = _mm256_fmadd_ps(x, b1, c51);
-        bp += NR;
+        bp += bstride;
     }
     if (mr == MR && nr == NR) {
-#define STORE_ROW(r, v0, v1)                                            \
-    do {                                                                \
-        float *cr = c + (ptrdiff_t)(r) * ldc;                           \
-        if (add) {                                                      \
-            _mm256_storeu_ps(cr, _mm256_add_ps(v0, _mm256_loadu_ps(cr)));         \
-            _mm256_storeu_ps(cr + 8, _mm256_add_ps(v1, _mm256_loadu_ps(cr + 8))); \
-        } else {                                                        \
-            _mm256_storeu_ps(cr, v0);                                   \
-            _mm256_storeu_ps(cr + 8, v1);                               \
-        }                                                               \
+#define STORE_ROW(r, v0, v1)                                                                       \
+    do {                                                                                           \
+        float *cr = c + (ptrdiff_t)(r)*ldc;                                                        \
+        if (add) {                                                                                 \
+            _mm256_storeu_ps(cr, _mm256_add_ps(v0, _mm256_loadu_ps(cr)));                          \
+            _mm256_storeu_ps(cr + 8, _mm256_add_ps(v1, _mm256_loadu_ps(cr + 8)));                  \
+        } else {                                                                                   \
+            _mm256_storeu_ps(cr, v0);                                                              \
+            _mm256_storeu_ps(cr + 8, v1);                                                          \
+        }                                                                                          \
     } while (0)
         STORE_ROW(0, c00, c01);
         STORE_ROW(1, c10, c11);
@@ -137,6 +139,47 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(int k, const float *
     store_tile(c, ldc, t, mr, nr, add);
 }
 
+/* The same for panels at most 8 columns wide (first convolutions have 8
+ * filters): one vector per row, half the work of a padded 16-wide tile. */
+__attribute__((target("avx2,fma"), noinline)) static void
+kernel8_avx2(int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *bp,
+             ptrdiff_t bstride, float *c, int ldc, int mr, int nr, int add)
+{
+    const float *a0 = a, *a1 = a + (mr > 1 ? rsa : 0), *a2 = a + (mr > 2 ? 2 * rsa : 0);
+    const float *a3 = a + (mr > 3 ? 3 * rsa : 0), *a4 = a + (mr > 4 ? 4 * rsa : 0);
+    const float *a5 = a + (mr > 5 ? 5 * rsa : 0);
+    __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps(), c2 = _mm256_setzero_ps();
+    __m256 c3 = _mm256_setzero_ps(), c4 = _mm256_setzero_ps(), c5 = _mm256_setzero_ps();
+    for (ptrdiff_t off = 0, end = (ptrdiff_t)k * csa; off != end; off += csa) {
+        __m256 b0 = _mm256_loadu_ps(bp);
+        c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + off), b0, c0);
+        c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a1 + off), b0, c1);
+        c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(a2 + off), b0, c2);
+        c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(a3 + off), b0, c3);
+        c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(a4 + off), b0, c4);
+        c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(a5 + off), b0, c5);
+        bp += bstride;
+    }
+    float t[MR * NR] __attribute__((aligned(32)));
+    _mm256_store_ps(t + 0 * NR, c0);
+    _mm256_store_ps(t + 1 * NR, c1);
+    _mm256_store_ps(t + 2 * NR, c2);
+    _mm256_store_ps(t + 3 * NR, c3);
+    _mm256_store_ps(t + 4 * NR, c4);
+    _mm256_store_ps(t + 5 * NR, c5);
+    if (nr == 8) {
+        for (int r = 0; r < mr; r++) {
+            float *cr = c + (ptrdiff_t)r * ldc;
+            __m256 v = _mm256_load_ps(t + r * NR);
+            if (add)
+                v = _mm256_add_ps(v, _mm256_loadu_ps(cr));
+            _mm256_storeu_ps(cr, v);
+        }
+        return;
+    }
+    store_tile(c, ldc, t, mr, nr, add);
+}
+
 static int have_avx2(void)
 {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -160,26 +203,35 @@ void nn_gemm(int M, int N, int K, const float *a, ptrdiff_t rsa, ptrdiff_t csa, 
         return;
     }
     const int avx2 = have_avx2();
-    /* 64-byte aligned B panels inside the workspace */
+    /* B is used in place when its rows are contiguous and every panel is
+     * 16 or (the last) 8 columns wide; otherwise panels are packed, with
+     * zero padding, into 64-byte aligned workspace. */
+    const int direct = avx2 && csb == 1 && N % 8 == 0;
     float *bpack = (float *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
     for (int jc = 0; jc < N; jc += NN_GEMM_NC) {
         int nc = N - jc < NN_GEMM_NC ? N - jc : NN_GEMM_NC;
         for (int pc = 0; pc < K; pc += NN_GEMM_KC) {
             int kc = K - pc < NN_GEMM_KC ? K - pc : NN_GEMM_KC;
             int add = accumulate || pc > 0;
-            pack_b(bpack, b + (ptrdiff_t)pc * rsb + (ptrdiff_t)jc * csb, rsb, csb, kc, nc);
+            const float *bsrc = b + (ptrdiff_t)pc * rsb + (ptrdiff_t)jc * csb;
+            if (!direct)
+                pack_b(bpack, bsrc, rsb, csb, kc, nc);
             for (int ic = 0; ic < M; ic += NN_GEMM_MC) {
                 int mc = M - ic < NN_GEMM_MC ? M - ic : NN_GEMM_MC;
                 for (int jr = 0; jr < nc; jr += NR) {
                     int nr = nc - jr < NR ? nc - jr : NR;
-                    const float *bp = bpack + (ptrdiff_t)jr * kc;
+                    const float *bp = direct ? bsrc + jr : bpack + (ptrdiff_t)jr * kc;
+                    ptrdiff_t bstride = direct ? rsb : NR;
                     for (int ir = 0; ir < mc; ir += MR) {
                         int mr = mc - ir < MR ? mc - ir : MR;
                         const float *ap = a + (ptrdiff_t)(ic + ir) * rsa + (ptrdiff_t)pc * csa;
                         float *cp = c + (ptrdiff_t)(ic + ir) * ldc + jc + jr;
 #ifdef HAVE_X86_KERNEL
                         if (avx2) {
-                            kernel_avx2(kc, ap, rsa, csa, bp, cp, ldc, mr, nr, add);
+                            if (nr <= 8)
+                                kernel8_avx2(kc, ap, rsa, csa, bp, bstride, cp, ldc, mr, nr, add);
+                            else
+                                kernel_avx2(kc, ap, rsa, csa, bp, bstride, cp, ldc, mr, nr, add);
                             continue;
                         }
 #endif
