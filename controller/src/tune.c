@@ -22,6 +22,8 @@ static const char *const CONFIG_KEYS[] = {"family",       "hiddenLayers", "activ
 #define MAX_CONV_BLOCKS 3
 #define MAX_EPOCHS 200
 #define OVERFIT_GAP 0.03     /* train above validation by more than this: over-fitting */
+#define BIG_GAP 0.10         /* a gap this large is over-fitting even below the goal */
+#define MIN_EPOCH_GAIN 0.01  /* a warm start that gained less than this: grow capacity instead */
 #define MAX_RANDOM_DRAWS 64
 
 /* ------------------------------------------------------------ JSON helpers */
@@ -567,6 +569,29 @@ static int try_tweaks(const cJSON *spec, const tune_trial *trials, int n, const 
     return KILN_ENOTFOUND;
 }
 
+/* 1 when base continued an earlier trial with more epochs and gained
+ * little from them (less than MIN_EPOCH_GAIN, or less than a quarter of
+ * what was left to the goal): more epochs have stopped paying, so capacity
+ * comes first. */
+static int epochs_stalled(const cJSON *spec, const tune_trial *trials, int n,
+                          const tune_trial *base, double val, double goal)
+{
+    const cJSON *from = cJSON_GetObjectItemCaseSensitive(base->params, "warmStartFrom");
+    if (!cJSON_IsNumber(from))
+        return 0;
+    for (int i = 0; i < n; i++) {
+        double prev;
+        if (trials[i].index != from->valueint || !trials[i].succeeded ||
+            tune_metric_value(spec, trials[i].metrics, &prev) != 0)
+            continue;
+        int hb = higher_better(objective_metric(spec));
+        double gain = hb ? val - prev : prev - val;
+        double left = hb ? goal - val : val - goal;
+        return gain < MIN_EPOCH_GAIN || gain < 0.25 * left;
+    }
+    return 0;
+}
+
 static int next_adaptive(const cJSON *spec, const tune_trial *trials, int n, cJSON **out, char *why,
                          size_t wn)
 {
@@ -615,6 +640,9 @@ static int next_adaptive(const cJSON *spec, const tune_trial *trials, int n, cJS
     static const tweak_fn log_under[] = {t_epochs_up, t_logistic_to_mlp, t_lr_half};
     static const tweak_fn log_over[] = {t_epochs_down, t_lr_half};
     static const tweak_fn stuck[] = {t_lr_down, t_lr_tenth};
+    static const tweak_fn mlp_under_cap[] = {t_mlp_widen, t_mlp_add_layer, t_epochs_up, t_lr_half};
+    static const tweak_fn cnn_under_cap[] = {t_cnn_widen, t_cnn_add_block, t_epochs_up, t_lr_half};
+    static const tweak_fn log_under_cap[] = {t_logistic_to_mlp, t_epochs_up, t_lr_half};
 
     /* Hill-climb from the best trial; when its tweaks are used up, from the
      * next best. */
@@ -634,7 +662,10 @@ static int next_adaptive(const cJSON *spec, const tune_trial *trials, int n, cJS
             tw = stuck;
             ntw = 2;
             snprintf(diag, sizeof diag, "not learning (train accuracy %.3f)", tacc);
-        } else if (gap > OVERFIT_GAP) {
+        } else if (have_train && (hb ? tr >= goal : tr <= goal) ? gap > OVERFIT_GAP : gap > BIG_GAP) {
+            /* Training meets the goal but validation does not (or the gap
+             * is large whatever the level): over-fitting. Below the goal
+             * on training data a small gap is noise: under-fitting. */
             int lg = !strcmp(family, "logistic"), cn = !strcmp(family, "cnn");
             tw = lg ? log_over : cn ? cnn_over : mlp_over;
             ntw = lg ? 2 : 3;
@@ -643,6 +674,10 @@ static int next_adaptive(const cJSON *spec, const tune_trial *trials, int n, cJS
             int lg = !strcmp(family, "logistic"), cn = !strcmp(family, "cnn");
             tw = lg ? log_under : cn ? cnn_under : mlp_under;
             ntw = lg ? 3 : 4;
+            if (epochs_stalled(spec, trials, n, base, val, goal)) {
+                tw = lg ? log_under_cap : cn ? cnn_under_cap : mlp_under_cap;
+                ntw = lg ? 3 : 4;
+            }
             snprintf(diag, sizeof diag, "under-fitting (train %s %.4f, validation %.4f, goal %g)",
                      metric, have_train ? tr : val, val, goal);
         }

@@ -115,6 +115,35 @@ static void test_adaptive_capacity_when_epochs_tried(void)
     cJSON_Delete(spec);
 }
 
+static void test_adaptive_grows_capacity_when_epochs_stall(void)
+{
+    cJSON *spec = spec_with("adaptive", "mlp", 0.9);
+    cJSON *a = tune_initial(spec);
+    cJSON *b = tune_initial(spec);
+    cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(b, "epochs"), 4);
+    cJSON_AddNumberToObject(b, "warmStartFrom", 0);
+    cJSON_AddNumberToObject(b, "extraEpochs", 2);
+    /* four more epochs gained 0.005: more epochs have stopped paying */
+    tune_trial t[2] = {trial(0, a, 0.71, 0.700), trial(1, b, 0.715, 0.705)};
+    cJSON *p = NULL;
+    char why[256];
+    kiln_error err = {0};
+    KT_EQ_INT(tune_next(spec, t, 2, &p, why, sizeof why, &err), 0);
+    KT_EQ_INT(list_at(p, "hiddenLayers", 0), 64);
+    KT_EQ_INT((int)num(p, "epochs"), 4);
+    KT_STR_CONTAINS(why, "under-fitting");
+
+    /* a small gap below the goal is noise, not over-fitting */
+    tune_trial u[1] = {trial(0, tune_initial(spec), 0.49, 0.46)};
+    cJSON *q = NULL;
+    KT_EQ_INT(tune_next(spec, u, 1, &q, why, sizeof why, &err), 0);
+    KT_STR_CONTAINS(why, "under-fitting");
+    cJSON_Delete(q);
+    cJSON_Delete(p);
+    free_pool();
+    cJSON_Delete(spec);
+}
+
 static void test_adaptive_overfit_adds_dropout(void)
 {
     cJSON *spec = spec_with("adaptive", "mlp", 0.9);
@@ -306,6 +335,7 @@ int main(void)
     KT_RUN(test_initial);
     KT_RUN(test_adaptive_underfit_warm_starts_more_epochs);
     KT_RUN(test_adaptive_capacity_when_epochs_tried);
+    KT_RUN(test_adaptive_grows_capacity_when_epochs_stall);
     KT_RUN(test_adaptive_overfit_adds_dropout);
     KT_RUN(test_adaptive_diverging_lowers_lr);
     KT_RUN(test_no_repeats);
