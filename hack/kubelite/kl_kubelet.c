@@ -533,6 +533,46 @@ static void bind_command(argv_t *a, const char *bin, const char *at)
     arg(a, at);
 }
 
+/* Expands $(VAR) in a command or argument from the container's env, as a
+ * kubelet does: $$ is a literal $, and a reference to an unknown variable
+ * stays as written. */
+static void expand_refs(kl_kubelet *k, const cJSON *pod, const kpod *p, const cJSON *cs,
+                        const char *in, char *out, size_t n)
+{
+    size_t o = 0;
+    for (const char *q = in; *q && o + 1 < n;) {
+        if (q[0] == '$' && q[1] == '$') {
+            out[o++] = '$';
+            q += 2;
+            continue;
+        }
+        const char *close = q[0] == '$' && q[1] == '(' ? strchr(q + 2, ')') : NULL;
+        if (close) {
+            size_t len = (size_t)(close - (q + 2));
+            const char *val = NULL;
+            char vbuf[4096];
+            const cJSON *e;
+            cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(cs, "env"))
+            {
+                const char *name = jstr(e, "name");
+                if (name && strlen(name) == len && !strncmp(name, q + 2, len))
+                    val = env_value(k, pod, p, e, vbuf, sizeof vbuf);
+            }
+            if (val) {
+                size_t vl = strlen(val);
+                if (o + vl >= n)
+                    vl = n - o - 1;
+                memcpy(out + o, val, vl);
+                o += vl;
+                q = close + 1;
+                continue;
+            }
+        }
+        out[o++] = *q++;
+    }
+    out[o] = '\0';
+}
+
 /* Builds the bwrap command line for container spec cs of pod. */
 static int build_argv(kl_kubelet *k, const cJSON *pod, kpod *p, const cJSON *cs, ctr *c,
                       const cJSON *override_cmd, argv_t *a)
@@ -633,14 +673,23 @@ static int build_argv(kl_kubelet *k, const cJSON *pod, kpod *p, const cJSON *cs,
         arg(a, v);
     }
     arg(a, "--");
+    char ex[4400];
     if (cJSON_GetArraySize(cmd)) {
         const cJSON *x;
-        cJSON_ArrayForEach(x, cmd) arg(a, cJSON_IsString(x) ? x->valuestring : "");
+        cJSON_ArrayForEach(x, cmd)
+        {
+            expand_refs(k, pod, p, cs, cJSON_IsString(x) ? x->valuestring : "", ex, sizeof ex);
+            arg(a, ex);
+        }
     } else {
         arg(a, cmd0);
     }
     const cJSON *x;
-    cJSON_ArrayForEach(x, args) arg(a, cJSON_IsString(x) ? x->valuestring : "");
+    cJSON_ArrayForEach(x, args)
+    {
+        expand_refs(k, pod, p, cs, cJSON_IsString(x) ? x->valuestring : "", ex, sizeof ex);
+        arg(a, ex);
+    }
     return 0;
 }
 
