@@ -1,67 +1,82 @@
 #!/usr/bin/env bash
-# The quickstart: trains the sample TrainingJob's first trial on the real
-# Fashion-MNIST data with kiln-trainer, prints the epochs as they finish and
-# the result, then serves the model and sends it one prediction.
+# The quickstart: brings up the local environment (kubelite, the CRD,
+# kiln-controller) in .quickstart/, applies the Fashion-MNIST sample
+# TrainingJob, prints each trial as it finishes, waits for the best model
+# to be served and sends it one prediction through the job's Service.
 #
 #   hack/quickstart.sh          run (make quickstart)
-#   hack/quickstart.sh --down   stop anything a previous run left
+#   hack/quickstart.sh --down   stop everything (make quickstart-down)
+#
+# With a terminal the environment stays up until Ctrl-C; without one (or
+# with CI=true) it stops everything it started and exits 0 at the end.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-state=$root/.quickstart
-trainer=$root/build/trainer/kiln-trainer
+dir=$root/.quickstart
 sample=$root/manifests/samples/fashion-mnist.yaml
+job=fashion-mnist
 
-stop_all() {
-  if [ -f "$state/serve.pid" ]; then
-    kill "$(cat "$state/serve.pid")" 2>/dev/null || true
-    rm -f "$state/serve.pid"
-  fi
-}
 if [ "${1:-}" = "--down" ]; then
-  stop_all
-  echo "quickstart: stopped"
+  "$root/hack/local-down.sh" "$dir"
   exit 0
 fi
-trap stop_all EXIT INT TERM
+interactive=0
+if [ -t 0 ] && [ "${CI:-}" != "true" ]; then interactive=1; fi
 
-[ -x "$trainer" ] || { echo "quickstart: build first (make build)" >&2; exit 1; }
-rm -rf "$state"
-mkdir -p "$state"
+"$root/hack/local-down.sh" "$dir" >/dev/null 2>&1 || true
+rm -rf "$dir"
+stop() { "$root/hack/local-down.sh" "$dir" >/dev/null 2>&1 || true; }
+trap stop EXIT
+trap 'echo; exit 130' INT TERM
 
-# The trainer takes the TrainingJob's spec as JSON.
-spec=$(/usr/bin/python3 -c 'import json,sys,yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))["spec"]))' "$sample")
-echo "quickstart: training the first trial of $(basename "$sample") on Fashion-MNIST"
-printf '%-6s %-10s %-14s %-10s %s\n' EPOCH LOSS TRAIN-ACC VAL-ACC SECONDS
-"$trainer" train --config-json "$spec" --output "$state/models/t0" --report "$state/report.json" \
-  2>"$state/train.log" | /usr/bin/python3 -c '
-import json, sys
-for line in sys.stdin:
-    j = json.loads(line)
-    if "epoch" in j:
-        print(f"{j[\"epoch\"]:<6} {j[\"loss\"]:<10.4f} {j[\"trainAccuracy\"]:<14.4f} {j[\"valAccuracy\"]:<10.4f} {j[\"seconds\"]:.2f}", flush=True)
-'
-/usr/bin/python3 -c '
-import json, sys
-r = json.load(open(sys.argv[1]))
-m = r["metrics"]
-print(f"quickstart: test accuracy {m[\"accuracy\"]:.4f}, f1 {m[\"f1\"]:.4f}, params {json.dumps(r[\"params\"])}")
-print(f"quickstart: checkpoint {r[\"checkpoint\"]}")' "$state/report.json"
+echo "quickstart: starting kubelite and kiln-controller in $dir"
+"$root/hack/local-up.sh" "$dir" "${KILN_BUILD_DIR:-$root/build}" >/dev/null
+export KUBECONFIG=$dir/kubeconfig
+kubectl apply -f "$sample"
 
-if ! "$trainer" help | grep -q '^  serve'; then
-  exit 0
-fi
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$trainer" serve --model "$state/models/t0/model.kiln" --name fashion-mnist --port "$port" \
-  --address 127.0.0.1 2>"$state/serve.log" &
-echo $! > "$state/serve.pid"
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+echo "quickstart: trials as they finish (goal: accuracy >= $(kubectl get tj $job -o jsonpath='{.spec.objective.goal}'))"
+/usr/bin/python3 - "$job" <<'PYEOF'
+import json, subprocess, sys, time
+job, seen, deadline = sys.argv[1], set(), time.time() + 600
+print(f"{'TRIAL':<18} {'ACCURACY':>8}  {'PHASE':<10} PARAMETERS", flush=True)
+while time.time() < deadline:
+    out = subprocess.run(["kubectl", "get", "tj", job, "-o", "json"], capture_output=True, text=True)
+    if out.returncode == 0:
+        st = json.loads(out.stdout).get("status", {})
+        for t in st.get("trials", []):
+            if t.get("phase") in ("Succeeded", "Failed") and t["name"] not in seen:
+                seen.add(t["name"])
+                p = t.get("params", {})
+                arch = {"mlp": ("hiddenLayers",), "cnn": ("convFilters", "denseLayers")}.get(p.get("family"), ())
+                keys = ("family",) + arch + ("epochs", "learningRate", "dropout", "warmStartFrom")
+                params = " ".join(f"{k}={json.dumps(p[k])}" for k in keys if k in p)
+                acc = t.get("metrics", {}).get("accuracy")
+                print(f"{t['name']:<18} {acc if acc is not None else '-':>8}  {t['phase']:<10} {params}", flush=True)
+        if st.get("phase") in ("Succeeded", "Failed"):
+            best = st.get("bestTrial", {})
+            print(f"quickstart: job {st['phase']}: best trial {best.get('name')} "
+                  f"with accuracy {best.get('metrics', {}).get('accuracy')} ({best.get('checkpoint')})", flush=True)
+            sys.exit(0)
+    time.sleep(1)
+sys.exit("quickstart: the job did not finish within 10 minutes")
+PYEOF
+
+kubectl wait --for=condition=Serving "tj/$job" --timeout=180s >/dev/null
+ip=$(kubectl get svc "$job" -o jsonpath='{.spec.clusterIP}')
+port=$(kubectl get svc "$job" -o jsonpath='{.spec.ports[0].port}')
+echo "quickstart: the best model is served at http://$ip:$port/v1/models/$job:predict"
 body=$(/usr/bin/python3 -c '
 import gzip
 img = gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").read()[16:16 + 784]
 print("{\"instances\": [[" + ",".join(map(str, img)) + "]]}")')
-resp=$(curl -sS -w '\n%{http_code}' -H 'Content-Type: application/json' -d "$body" \
-  "http://127.0.0.1:$port/v1/models/fashion-mnist:predict")
-echo "quickstart: prediction for the first test image (an ankle boot): $(head -n 1 <<<"$resp") (HTTP $(tail -n 1 <<<"$resp"))"
+resp=$(curl -sS --retry 5 --retry-connrefused -w '\n%{http_code}' -H 'Content-Type: application/json' \
+  -d "$body" "http://$ip:$port/v1/models/$job:predict")
+code=$(tail -n 1 <<<"$resp")
+echo "quickstart: prediction for the first Fashion-MNIST test image (class 9, ankle boot): $(head -n 1 <<<"$resp") (HTTP $code)"
+[ "$code" = 200 ] || exit 1
+
+if [ $interactive -eq 1 ]; then
+  echo
+  echo "The environment is up:  export KUBECONFIG=$dir/kubeconfig; kubectl get tj"
+  echo "Press Ctrl-C (or run 'make quickstart-down' elsewhere) to stop everything."
+  while kill -0 "$(cat "$dir/controller.pid" 2>/dev/null || echo 0)" 2>/dev/null; do sleep 1; done
+fi

@@ -662,10 +662,13 @@ static int next_adaptive(const cJSON *spec, const tune_trial *trials, int n, cJS
             tw = stuck;
             ntw = 2;
             snprintf(diag, sizeof diag, "not learning (train accuracy %.3f)", tacc);
-        } else if (have_train && (hb ? tr >= goal : tr <= goal) ? gap > OVERFIT_GAP : gap > BIG_GAP) {
-            /* Training meets the goal but validation does not (or the gap
-             * is large whatever the level): over-fitting. Below the goal
-             * on training data a small gap is noise: under-fitting. */
+        } else if (have_train && (hb ? tr >= goal + OVERFIT_GAP : tr <= goal - OVERFIT_GAP)
+                       ? gap > OVERFIT_GAP
+                       : gap > BIG_GAP) {
+            /* Training clears the goal with room to spare but validation
+             * does not (or the gap is large whatever the level):
+             * over-fitting. Training at or barely above the goal means the
+             * model lacks capacity, and a small gap there is noise. */
             int lg = !strcmp(family, "logistic"), cn = !strcmp(family, "cnn");
             tw = lg ? log_over : cn ? cnn_over : mlp_over;
             ntw = lg ? 2 : 3;
