@@ -136,3 +136,13 @@ done:
     ssize_t w = write(STDERR_FILENO, l.buf, l.len);
     (void)w;
 }
+
+void klog_line(int level, const char *source, const char *line)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", line ? line : "");
+    size_t n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    klog(level, source, KS("line", buf), KEND);
+}

@@ -22,6 +22,10 @@ enum klog_level { KLOG_DEBUG = 0, KLOG_INFO = 1, KLOG_WARN = 2, KLOG_ERROR = 3 }
 
 void klog(int level, const char *msg, ...);
 
+/* Logs a line another library printed (trailing line breaks dropped) as
+ * {"msg": source, "line": ...}; the log callbacks of libwebsockets use it. */
+void klog_line(int level, const char *source, const char *line);
+
 /* Messages below this level are dropped (default KLOG_INFO; the environment
  * variable KILN_LOG_LEVEL=debug|info|warn|error sets it at first use). */
 void klog_set_level(int level);

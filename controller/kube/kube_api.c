@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kbuf.h"
 #include "kube_obj.h"
 
 const kube_resource kube_res_pods = {"", "v1", "pods", "Pod", 1};
@@ -14,80 +15,48 @@ const kube_resource kube_res_configmaps = {"", "v1", "configmaps", "ConfigMap", 
 
 /* ---- path building ---- */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 128;
-        while (nc < b->len + n + 1)
-            nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
 /* RFC 3986 unreserved characters pass; everything else is %XX. */
-static void sb_esc(sbuf *b, const char *s)
+static void kbuf_esc(kbuf *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
             *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-            sb_add(b, (const char *)p, 1);
+            kbuf_add(b, (const char *)p, 1);
         } else {
             char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-            sb_add(b, e, 3);
+            kbuf_add(b, e, 3);
         }
     }
 }
 
 int kube_path(const kube_resource *r, const char *ns, const char *name, const char *sub, char **out)
 {
-    sbuf b = {0};
+    kbuf b = {0};
     if (r->group && r->group[0]) {
-        sb_str(&b, "/apis/");
-        sb_str(&b, r->group);
-        sb_str(&b, "/");
+        kbuf_str(&b, "/apis/");
+        kbuf_str(&b, r->group);
+        kbuf_str(&b, "/");
     } else {
-        sb_str(&b, "/api/");
+        kbuf_str(&b, "/api/");
     }
-    sb_str(&b, r->version);
+    kbuf_str(&b, r->version);
     if (r->namespaced && ns && ns[0]) {
-        sb_str(&b, "/namespaces/");
-        sb_esc(&b, ns);
+        kbuf_str(&b, "/namespaces/");
+        kbuf_esc(&b, ns);
     }
-    sb_str(&b, "/");
-    sb_str(&b, r->resource);
+    kbuf_str(&b, "/");
+    kbuf_str(&b, r->resource);
     if (name) {
         if (!name[0]) {
             free(b.p);
             return KILN_EINVAL;
         }
-        sb_str(&b, "/");
-        sb_esc(&b, name);
+        kbuf_str(&b, "/");
+        kbuf_esc(&b, name);
         if (sub) {
-            sb_str(&b, "/");
-            sb_str(&b, sub);
+            kbuf_str(&b, "/");
+            kbuf_str(&b, sub);
         }
     }
     if (b.oom) {
@@ -100,11 +69,11 @@ int kube_path(const kube_resource *r, const char *ns, const char *name, const ch
 
 int kube_path_query(char **path, const char *k, const char *v)
 {
-    sbuf b = {.p = *path, .len = strlen(*path), .cap = strlen(*path) + 1};
-    sb_str(&b, strchr(*path, '?') ? "&" : "?");
-    sb_str(&b, k);
-    sb_str(&b, "=");
-    sb_esc(&b, v);
+    kbuf b = {.p = *path, .len = strlen(*path), .cap = strlen(*path) + 1};
+    kbuf_str(&b, strchr(*path, '?') ? "&" : "?");
+    kbuf_str(&b, k);
+    kbuf_str(&b, "=");
+    kbuf_esc(&b, v);
     if (b.oom)
         return KILN_ENOMEM; /* *path is still the caller's, unchanged */
     *path = b.p;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kbuf.h"
 #include "klog.h"
 #include "ktime.h"
 #include "kube_api.h"
@@ -507,61 +508,31 @@ int ctrl_leading(ctrl *c)
 
 /* ------------------------------------------------------------ metrics */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            return;
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + (size_t)n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np)
-            return;
-        b->p = np;
-        b->cap = cap;
-    }
-}
-
 char *ctrl_metrics_text(ctrl *c)
 {
-    sbuf b = {0};
-    sb_printf(&b, "# HELP kiln_reconciles_total Reconciles run.\n# TYPE kiln_reconciles_total counter\n"
+    kbuf b = {0};
+    kbuf_printf(&b, "# HELP kiln_reconciles_total Reconciles run.\n# TYPE kiln_reconciles_total counter\n"
                   "kiln_reconciles_total %ld\n",
               atomic_load(&c->reconciles));
-    sb_printf(&b, "# HELP kiln_reconcile_errors_total Reconciles that failed and were retried.\n"
+    kbuf_printf(&b, "# HELP kiln_reconcile_errors_total Reconciles that failed and were retried.\n"
                   "# TYPE kiln_reconcile_errors_total counter\nkiln_reconcile_errors_total %ld\n",
               atomic_load(&c->reconcile_errors));
-    sb_printf(&b, "# HELP kiln_api_writes_total Writes sent to the API server.\n"
+    kbuf_printf(&b, "# HELP kiln_api_writes_total Writes sent to the API server.\n"
                   "# TYPE kiln_api_writes_total counter\nkiln_api_writes_total %ld\n",
               atomic_load(&c->writes));
-    sb_printf(&b, "# HELP kiln_status_conflicts_total Status writes answered 409 Conflict.\n"
+    kbuf_printf(&b, "# HELP kiln_status_conflicts_total Status writes answered 409 Conflict.\n"
                   "# TYPE kiln_status_conflicts_total counter\nkiln_status_conflicts_total %ld\n",
               atomic_load(&c->conflicts));
-    sb_printf(&b, "# HELP kiln_trial_pods_created_total Trial pods created.\n"
+    kbuf_printf(&b, "# HELP kiln_trial_pods_created_total Trial pods created.\n"
                   "# TYPE kiln_trial_pods_created_total counter\nkiln_trial_pods_created_total %ld\n",
               atomic_load(&c->pods_created));
-    sb_printf(&b, "# HELP kiln_notifications_failed_total Webhooks and e-mails that could not be delivered.\n"
+    kbuf_printf(&b, "# HELP kiln_notifications_failed_total Webhooks and e-mails that could not be delivered.\n"
                   "# TYPE kiln_notifications_failed_total counter\nkiln_notifications_failed_total %ld\n",
               atomic_load(&c->notifications_failed));
-    sb_printf(&b, "# HELP kiln_workqueue_depth Keys waiting in the work queue.\n"
+    kbuf_printf(&b, "# HELP kiln_workqueue_depth Keys waiting in the work queue.\n"
                   "# TYPE kiln_workqueue_depth gauge\nkiln_workqueue_depth %zu\n",
               kube_queue_len(c->queue));
-    sb_printf(&b, "# HELP kiln_leader 1 while this replica reconciles.\n# TYPE kiln_leader gauge\n"
+    kbuf_printf(&b, "# HELP kiln_leader 1 while this replica reconciles.\n# TYPE kiln_leader gauge\n"
                   "kiln_leader %d\n",
               ctrl_leading(c));
 
@@ -569,7 +540,7 @@ char *ctrl_metrics_text(ctrl *c)
     long phases[5] = {0};
     static const char *names[5] = {"Pending", "Running", "Succeeded", "Failed", "Other"};
     cJSON *all = NULL;
-    sbuf ttg = {0};
+    kbuf ttg = {0};
     if (kube_informer_list(c->jobs, NULL, &all) == 0) {
         const cJSON *j;
         cJSON_ArrayForEach(j, all)
@@ -590,17 +561,17 @@ char *ctrl_metrics_text(ctrl *c)
             ktime a, z;
             if (st && ct && phase && !strcmp(phase, "Succeeded") && ktime_parse(st, &a, NULL) == 0 &&
                 ktime_parse(ct, &z, NULL) == 0)
-                sb_printf(&ttg, "kiln_time_to_goal_seconds{namespace=\"%s\",job=\"%s\"} %.3f\n",
+                kbuf_printf(&ttg, "kiln_time_to_goal_seconds{namespace=\"%s\",job=\"%s\"} %.3f\n",
                           kube_obj_namespace(j), kube_obj_name(j),
                           (double)ktime_diff_ms(z, a) / 1000.0);
         }
     }
     cJSON_Delete(all);
-    sb_printf(&b, "# HELP kiln_trials Trials recorded in TrainingJob statuses, by phase.\n"
+    kbuf_printf(&b, "# HELP kiln_trials Trials recorded in TrainingJob statuses, by phase.\n"
                   "# TYPE kiln_trials gauge\n");
     for (int i = 0; i < 5; i++)
-        sb_printf(&b, "kiln_trials{phase=\"%s\"} %ld\n", names[i], phases[i]);
-    sb_printf(&b, "# HELP kiln_time_to_goal_seconds From a search's start to its goal.\n"
+        kbuf_printf(&b, "kiln_trials{phase=\"%s\"} %ld\n", names[i], phases[i]);
+    kbuf_printf(&b, "# HELP kiln_time_to_goal_seconds From a search's start to its goal.\n"
                   "# TYPE kiln_time_to_goal_seconds gauge\n%s",
               ttg.p ? ttg.p : "");
     free(ttg.p);

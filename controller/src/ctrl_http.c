@@ -130,12 +130,7 @@ static int parse_addr(const char *addr, char *host, size_t n, int *port)
 
 static void lws_log(int level, const char *line)
 {
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", line);
-    size_t n = strlen(buf);
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = '\0';
-    klog(level & LLL_ERR ? KLOG_ERROR : KLOG_WARN, "libwebsockets", KS("line", buf), KEND);
+    klog_line(level & LLL_ERR ? KLOG_ERROR : KLOG_WARN, "libwebsockets", line);
 }
 
 int ctrl_http_start(ctrl *c, const char *metrics_addr, const char *health_addr, ctrl_http **out,

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kbuf.h"
 #include "kjson_patch.h"
 #include "klabels.h"
 #include "kl_proto.h"
@@ -1373,32 +1374,7 @@ static void do_watch(kl_api *api, const target *t, const kl_req *req, kl_resp *r
     resp->watch = w;
 }
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = (b->n + n + 1) * 2;
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void emit(kl_api *api, kl_watch *w, sbuf *b, const char *type, const cJSON *obj)
+static void emit(kl_api *api, kl_watch *w, kbuf *b, const char *type, const cJSON *obj)
 {
     cJSON *ev = cJSON_CreateObject();
     if (!ev)
@@ -1421,13 +1397,13 @@ static void emit(kl_api *api, kl_watch *w, sbuf *b, const char *type, const cJSO
     cJSON_Delete(ev);
     if (!js)
         return;
-    sb_add(b, js, strlen(js));
-    sb_add(b, "\n", 1);
+    kbuf_add(b, js, strlen(js));
+    kbuf_add(b, "\n", 1);
     free(js);
 }
 
 /* Event lines for plain watches reuse the store's one serialization. */
-static void emit_ev(kl_api *api, kl_watch *w, sbuf *b, const char *type, const kl_event *ev)
+static void emit_ev(kl_api *api, kl_watch *w, kbuf *b, const char *type, const kl_event *ev)
 {
     char av[256];
     if (w->group[0])
@@ -1449,14 +1425,14 @@ static void emit_ev(kl_api *api, kl_watch *w, sbuf *b, const char *type, const k
         emit(api, w, b, type, ev->obj);
         return;
     }
-    sb_add(b, "{\"type\":\"", 9);
-    sb_add(b, type, strlen(type));
-    sb_add(b, "\",\"object\":", 11);
-    sb_add(b, ev->json, strlen(ev->json));
-    sb_add(b, "}\n", 2);
+    kbuf_add(b, "{\"type\":\"", 9);
+    kbuf_add(b, type, strlen(type));
+    kbuf_add(b, "\",\"object\":", 11);
+    kbuf_add(b, ev->json, strlen(ev->json));
+    kbuf_add(b, "}\n", 2);
 }
 
-static void emit_bookmark(kl_api *api, kl_watch *w, sbuf *b)
+static void emit_bookmark(kl_api *api, kl_watch *w, kbuf *b)
 {
     kl_res *r = kl_reg_find(api->reg, w->group, w->version, w->plural);
     if (!r)
@@ -1475,13 +1451,13 @@ static void emit_bookmark(kl_api *api, kl_watch *w, sbuf *b)
 
 int kl_api_watch_poll(kl_api *api, kl_watch *w, char **out, size_t *len)
 {
-    sbuf b = {0};
+    kbuf b = {0};
     int end = 0;
     *out = NULL;
     *len = 0;
     if (w->error_line) {
-        sb_add(&b, w->error_line, strlen(w->error_line));
-        sb_add(&b, "\n", 1);
+        kbuf_add(&b, w->error_line, strlen(w->error_line));
+        kbuf_add(&b, "\n", 1);
         free(w->error_line);
         w->error_line = NULL;
         end = 1;
@@ -1527,8 +1503,8 @@ int kl_api_watch_poll(kl_api *api, kl_watch *w, char **out, size_t *len)
                  (unsigned long long)kl_store_hist_floor(api->st) + 1);
         char *line = status_line(410, "Expired", m);
         if (line) {
-            sb_add(&b, line, strlen(line));
-            sb_add(&b, "\n", 1);
+            kbuf_add(&b, line, strlen(line));
+            kbuf_add(&b, "\n", 1);
         }
         free(line);
         end = 1;
@@ -1577,7 +1553,7 @@ done:
         return 1;
     }
     *out = b.p;
-    *len = b.n;
+    *len = b.len;
     return end;
 }
 

@@ -532,12 +532,7 @@ static void *worker_main(void *arg)
 
 static void lws_log(int level, const char *line)
 {
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", line);
-    size_t n = strlen(buf);
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = '\0';
-    klog(level & LLL_ERR ? KLOG_ERROR : KLOG_WARN, "libwebsockets", KS("line", buf), KEND);
+    klog_line(level & LLL_ERR ? KLOG_ERROR : KLOG_WARN, "libwebsockets", line);
 }
 
 /* A listen socket with SO_REUSEPORT, so every service thread can have
