@@ -118,7 +118,10 @@ int main(int argc, char **argv)
     ctrl *c = NULL;
     ctrl_http *http = NULL;
     int rc = 1, mport = 0, hport = 0;
-    if (kube_client_new(cfg, &copts, &client, &err) != 0 || ctrl_new(client, &o, &c, &err) != 0 ||
+    /* The client takes the configuration, even when it fails. */
+    int crc = kube_client_new(cfg, &copts, &client, &err);
+    cfg = NULL;
+    if (crc != 0 || ctrl_new(client, &o, &c, &err) != 0 ||
         ctrl_http_start(c, metrics, health, &http, &mport, &hport, &err) != 0) {
         klog(KLOG_ERROR, "cannot start", KS("error", err.msg), KEND);
         goto out;
@@ -146,7 +149,6 @@ out:
     ctrl_http_stop(http);
     ctrl_free(c);
     kube_client_free(client);
-    kube_config_free(cfg);
     curl_global_cleanup();
     return rc;
 }
