@@ -385,6 +385,9 @@ int tj_pod_serving(const tj_spec *s, const char *checkpoint, cJSON **out, kiln_e
     ok &= push_str(args, "--name") & push_str(args, s->name);
     ok &= push_str(args, "--port") & push_str(args, port);
     ok &= push_str(args, "--address") & push_str(args, "$(POD_IP)");
+    /* On deletion keep answering for a moment while the Service drops the
+     * pod, so a rolling replacement loses no request. */
+    ok &= push_str(args, "--drain") & push_str(args, "3");
     ok &= tj_json_add(c, "args", args);
     cJSON *env = cJSON_CreateArray();
     cJSON *ip = cJSON_CreateObject();

@@ -148,16 +148,24 @@ static void *listener(void *arg)
         int cfd = accept4(f->fd, NULL, NULL, SOCK_CLOEXEC);
         if (cfd < 0)
             continue;
-        char ip[32] = "";
-        int port = 0;
-        pthread_mutex_lock(&f->owner->mu);
-        if (f->n_be) {
-            unsigned i = f->rr++ % (unsigned)f->n_be;
-            snprintf(ip, sizeof(ip), "%s", f->be_ip[i]);
-            port = f->be_port[i];
+        /* Round robin over the ready endpoints; a backend that refuses
+         * (a pod that just went away) is skipped for the next one, as
+         * kube-proxy's userspace mode does. */
+        int bfd = -1;
+        for (int attempt = 0; bfd < 0; attempt++) {
+            char ip[32] = "";
+            int port = 0;
+            pthread_mutex_lock(&f->owner->mu);
+            if (attempt < f->n_be) {
+                unsigned i = f->rr++ % (unsigned)f->n_be;
+                snprintf(ip, sizeof(ip), "%s", f->be_ip[i]);
+                port = f->be_port[i];
+            }
+            pthread_mutex_unlock(&f->owner->mu);
+            if (!port)
+                break;
+            bfd = dial(ip, port);
         }
-        pthread_mutex_unlock(&f->owner->mu);
-        int bfd = port ? dial(ip, port) : -1;
         if (bfd < 0) {
             close(cfd);
             continue;

@@ -9,6 +9,7 @@
 #include "serve.h"
 
 #include <errno.h>
+#include <time.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -37,6 +38,8 @@ static void usage(FILE *f)
                "  --threads N        service threads (default: online CPUs)\n"
                "  --timeout S        seconds a client has to send headers and body (default 10)\n"
                "  --grace S          seconds to finish requests on SIGTERM (default 30)\n"
+               "  --drain S          on SIGTERM, first answer not-ready on /readyz but keep serving\n"
+               "                     for S seconds, while load balancers take the pod out (default 0)\n"
                "  --poll-ms MS       periodic check of the model file (default 1000)\n");
 }
 
@@ -114,6 +117,8 @@ static int parse_args(int argc, char **argv, serve_config *cfg)
             cfg->timeout_s = (int)n;
         else if (!strcmp(a, "--grace") && !parse_long(v, 0, 3600, &n))
             cfg->grace_s = (int)n;
+        else if (!strcmp(a, "--drain") && !parse_long(v, 0, 3600, &n))
+            cfg->drain_s = (int)n;
         else if (!strcmp(a, "--poll-ms") && !parse_long(v, 10, 3600000, &n))
             cfg->poll_ms = (int)n;
         else {
@@ -316,6 +321,14 @@ int serve_main(int argc, char **argv)
     }
 
     atomic_store(&app->stopping, 1);
+    if (cfg.drain_s > 0) {
+        /* Not ready from now on; new connections are still answered
+         * until endpoints and load balancers have dropped this server. */
+        klog(KLOG_INFO, "draining", KI("seconds", cfg.drain_s), KEND);
+        struct timespec ts = {cfg.drain_s, 0};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
     serve_http_stop(http);
     int left = serve_http_join(http);
     serve_http_free(http);

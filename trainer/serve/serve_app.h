@@ -35,6 +35,7 @@ typedef struct serve_config {
     int threads;         /* service threads */
     int timeout_s;       /* to deliver headers, and the body */
     int grace_s;         /* on SIGTERM, longest wait for in-flight requests */
+    int drain_s;         /* on SIGTERM, keep serving (not ready) this long first */
     int poll_ms;         /* periodic stat of --model */
 } serve_config;
 
