@@ -76,8 +76,15 @@ done
 kill -KILL "$(cat "$env_dir/controller.pid")"
 sleep 1
 start_controller
-kubectl wait --for=jsonpath='{.status.phase}'=Succeeded tj/search --timeout=240s >/dev/null \
-  || { kubectl get tj search -o yaml >&2; fail "the search did not finish after the restart"; }
+# With two trials at a time the order in which they finish varies, so the
+# search may or may not reach its goal; what matters is that it ends.
+phase=
+for _ in $(seq 1200); do
+  phase=$(kubectl get tj search -o jsonpath='{.status.phase}')
+  case $phase in Succeeded|Failed) break ;; esac
+  sleep 0.2
+done
+case $phase in Succeeded|Failed) ;; *) kubectl get tj search -o yaml >&2; fail "the search did not finish after the restart" ;; esac
 kubectl get tj search -o json > "$TEST_TMP/search.json"
 kubectl get pods -l kiln.dev/job=search -o json > "$TEST_TMP/pods.json"
 "$PY" - "$TEST_TMP/search.json" "$TEST_TMP/pods.json" <<'PYEOF' || fail "records or pods after the restart"
@@ -91,4 +98,4 @@ names = collections.Counter(p["metadata"]["name"] for p in pods)
 assert all(c == 1 for c in names.values()), names
 assert all(p["metadata"]["labels"]["kiln.dev/trial"] in {str(i) for i in idx} for p in pods)
 PYEOF
-pass "controller SIGKILLed mid-search: $(json "$TEST_TMP/search.json" 'j["status"]["trialCount"]') trials, none lost or duplicated"
+pass "controller SIGKILLed mid-search: $(json "$TEST_TMP/search.json" 'j["status"]["trialCount"]') trials ($phase), none lost or duplicated"
