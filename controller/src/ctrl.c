@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
+
 #include "kbuf.h"
 #include "klog.h"
 #include "ktime.h"
@@ -253,6 +255,60 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
     return 0;
 }
 
+static size_t collect(char *ptr, size_t size, size_t n, void *ud)
+{
+    kbuf *b = ud;
+    if (b->len + size * n > 65536)
+        return 0;
+    kbuf_add(b, ptr, size * n);
+    return size * n;
+}
+
+/* status.serving.ready is true only while the serving pod answers
+ * /v1/models/<job> with the checkpoint status.serving names, so readiness
+ * means "this model answers", not only "a pod is Ready". */
+static int served_checkpoint_answers(const cJSON *job, const cJSON *const *pods, int n,
+                                     const cJSON *serving)
+{
+    const char *pod = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(serving, "pod"));
+    const char *want = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(serving, "checkpoint"));
+    if (!pod || !want)
+        return 0;
+    const char *ip = NULL;
+    for (int i = 0; i < n && !ip; i++)
+        if (!strcmp(kube_obj_name(pods[i]) ? kube_obj_name(pods[i]) : "", pod))
+            ip = cJSON_GetStringValue(kube_obj_path(pods[i], "status.podIP"));
+    if (!ip)
+        return 0;
+    double port = cJSON_GetNumberValue(kube_obj_path(job, "spec.serving.port"));
+    char url[512];
+    snprintf(url, sizeof url, "http://%s:%d/v1/models/%s", ip, port > 0 ? (int)port : 8080,
+             kube_obj_name(job));
+    CURL *h = curl_easy_init();
+    kbuf body = {0};
+    long code = 0;
+    if (h) {
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 1000L);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+        if (curl_easy_perform(h) == CURLE_OK)
+            curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+        curl_easy_cleanup(h);
+    }
+    int ok = 0;
+    if (code == 200 && body.p) {
+        cJSON *j = cJSON_Parse(body.p);
+        const char *got = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "checkpoint"));
+        ok = got && !strcmp(got, want);
+        cJSON_Delete(j);
+    }
+    kbuf_release(&body);
+    return ok;
+}
+
 /* Plans the serving side on the status tj_plan is about to write and
  * merges status.serving and the Serving condition into it, so one status
  * write carries both; no write at all when nothing changed. */
@@ -271,6 +327,19 @@ static int plan_serving(ctrl *c, const cJSON *job, const cJSON *const *pods, int
     cJSON *st = base ? cJSON_Duplicate(base, 1) : cJSON_CreateObject();
     if (!st)
         return kiln_fail(err, KILN_ENOMEM, "out of memory");
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(sv->serving, "ready")) &&
+        !served_checkpoint_answers(job, pods, n, sv->serving)) {
+        cJSON_ReplaceItemInObjectCaseSensitive(sv->serving, "ready", cJSON_CreateFalse());
+        if (!strcmp(sv->cond_status, "True")) {
+            sv->cond_status = "False";
+            sv->cond_reason = "NotAnswering";
+            snprintf(sv->cond_message, sizeof sv->cond_message,
+                     "the serving pod does not answer /v1/models/%s with its checkpoint yet",
+                     kube_obj_name(job));
+        }
+        if (sv->requeue_after_ms <= 0 || sv->requeue_after_ms > 2000)
+            sv->requeue_after_ms = 2000;
+    }
     cJSON_DeleteItemFromObjectCaseSensitive(st, "serving");
     cJSON_AddItemToObject(st, "serving", sv->serving);
     sv->serving = NULL;

@@ -166,3 +166,10 @@ kubectl get events --field-selector involvedObject.name=heal -o json > "$TEST_TM
 [ "$(json "$TEST_TMP/events.json" 'sum(e["reason"] == "ServingPodFailed" for e in j["items"])')" -ge 1 ] \
   || fail "no ServingPodFailed event"
 pass "restarts recorded ($restarts) and Events for the recovery"
+# ready means the pod answers /v1/models/heal with the recorded checkpoint
+for _ in $(seq 50); do
+  [ "$(kubectl get tj heal -o jsonpath='{.status.serving.ready}')" = true ] && break
+  sleep 0.2
+done
+[ "$(kubectl get tj heal -o jsonpath='{.status.serving.ready}')" = true ] || fail "status.serving.ready is not true"
+pass "status.serving.ready with $(kubectl get tj heal -o jsonpath='{.status.serving.checkpoint}')"
