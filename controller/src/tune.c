@@ -626,8 +626,12 @@ static int next_adaptive(const cJSON *spec, const tune_trial *trials, int n, cJS
         /* A diverging loss lowers the learning rate of the trial that
          * diverged; with no success at all, any failure is retried slower. */
         static const tweak_fn slower[] = {t_lr_down, t_lr_tenth};
-        int rc = try_tweaks(spec, trials, n, last, slower, 2,
-                            diverged ? "diverging loss" : "failed trial", 0, out, why, wn);
+        /* A trial without a message has not finished yet (parallel
+         * trials): say so rather than calling it failed. */
+        const char *d = diverged            ? "diverging loss"
+                        : last->message     ? "failed trial"
+                                            : "no finished trial yet";
+        int rc = try_tweaks(spec, trials, n, last, slower, 2, d, 0, out, why, wn);
         if (rc == 0 || m == 0)
             return rc;
     }
