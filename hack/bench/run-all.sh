@@ -5,6 +5,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-$here/../../build}" && pwd)
 echo "== training (kiln-trainer vs PyTorch / scikit-learn)"
 /usr/bin/python3 "$here/train_bench.py" "$build"
+echo
+echo "== tuning strategies (adaptive, ladder, random) on kubelite"
+/usr/bin/python3 "$here/strategy_bench.py" "$build"
 for b in "$here"/*_bench.sh; do
   [ -e "$b" ] || continue
   echo
