@@ -21,7 +21,7 @@ static const char *const CONFIG_KEYS[] = {"family",       "hiddenLayers", "activ
 #define MAX_FILTERS 128
 #define MAX_CONV_BLOCKS 3
 #define MAX_EPOCHS 200
-#define OVERFIT_GAP 0.03     /* train above validation by more than this: over-fitting */
+#define OVERFIT_GAP 0.05     /* train above validation by more than this: over-fitting */
 #define BIG_GAP 0.10         /* a gap this large is over-fitting even below the goal */
 #define MIN_EPOCH_GAIN 0.01  /* a warm start that gained less than this: grow capacity instead */
 #define MAX_RANDOM_DRAWS 64
@@ -257,7 +257,17 @@ static int append_layers(cJSON *p, const char *key, int count, int grow, int cap
 static int t_mlp_add_layer(cJSON *p, char *w, size_t n) { return append_layers(p, "hiddenLayers", 1, 0, 8, MAX_WIDTH, w, n); }
 static int t_mlp_add_two(cJSON *p, char *w, size_t n) { return append_layers(p, "hiddenLayers", 2, 0, 8, MAX_WIDTH, w, n); }
 static int t_mlp_shrink(cJSON *p, char *w, size_t n) { return scale_list(p, "hiddenLayers", 0.5, 8, MAX_WIDTH, w, n); }
-static int t_mlp_widen(cJSON *p, char *w, size_t n) { return scale_list(p, "hiddenLayers", 2, 8, MAX_WIDTH, w, n); }
+/* Small layers grow fourfold: they are cheap to train, and doubling from
+ * 8 units takes several trials to reach a useful size. */
+static int t_mlp_widen(cJSON *p, char *w, size_t n)
+{
+    int v[32];
+    int k = int_list(cJSON_GetObjectItemCaseSensitive(p, "hiddenLayers"), v, 32);
+    int widest = 0;
+    for (int i = 0; i < k; i++)
+        widest = v[i] > widest ? v[i] : widest;
+    return scale_list(p, "hiddenLayers", widest < 64 ? 4 : 2, 8, MAX_WIDTH, w, n);
+}
 static int t_cnn_add_block(cJSON *p, char *w, size_t n) { return append_layers(p, "convFilters", 1, 1, MAX_CONV_BLOCKS, MAX_FILTERS, w, n); }
 static int t_cnn_widen(cJSON *p, char *w, size_t n) { return scale_list(p, "convFilters", 2, 1, MAX_FILTERS, w, n); }
 static int t_cnn_add_two_dense(cJSON *p, char *w, size_t n) { return append_layers(p, "denseLayers", 2, 0, 6, MAX_WIDTH, w, n); }
