@@ -35,3 +35,25 @@ open(f"{d}/images.idx", "wb").write(struct.pack(">IIII", 0x803, n, 28, 28) + img
 open(f"{d}/labels.idx", "wb").write(struct.pack(">II", 0x801, n) + lab[8:8 + n])
 PYEOF
 }
+
+# env_up: starts a local environment (hack/local-up.sh) in $TEST_TMP/env,
+# exports KUBECONFIG and env_dir, and stops it all at exit. A test with
+# more to stop defines on_exit before calling env_up.
+env_up() {
+  env_dir=$TEST_TMP/env
+  trap 'if declare -F on_exit >/dev/null; then on_exit; fi
+        "$KILN_SOURCE_DIR/hack/local-down.sh" "$env_dir" >/dev/null 2>&1; rm -rf "$TEST_TMP"' EXIT
+  "$KILN_SOURCE_DIR/hack/local-up.sh" "$env_dir" "$KILN_BUILD_DIR" >/dev/null || fail "local-up"
+  export KUBECONFIG=$env_dir/kubeconfig
+}
+
+# kubelite_fault JSON: posts a fault to kubelite's admin endpoint
+# ({"killPod":"ns/name"}, {"dropWatches":true}, ...; hack/kubelite/README.md).
+kubelite_fault() {
+  local server token
+  server=$(sed -n 's/ *server: *//p' "$KUBECONFIG" | head -n 1)
+  token=$(cat "$env_dir/kubelite/token")
+  curl -fsS --cacert <(sed -n 's/ *certificate-authority-data: *//p' "$KUBECONFIG" | base64 -d) \
+    -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d "$1" \
+    "$server/kubelite/faults" >/dev/null
+}

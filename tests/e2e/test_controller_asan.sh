@@ -3,12 +3,8 @@
 # search end to end and shut down cleanly: no sanitizer report, no leak,
 # exit status 0 after SIGTERM. (Registered in the sanitizer build.)
 . "$(dirname "$0")/../lib.sh"
-env_dir=$TEST_TMP/env
 export ASAN_OPTIONS=detect_leaks=1 OPENBLAS_NUM_THREADS=1
-cleanup() { "$KILN_SOURCE_DIR/hack/local-down.sh" "$env_dir" >/dev/null 2>&1; rm -rf "$TEST_TMP"; }
-trap cleanup EXIT
-"$KILN_SOURCE_DIR/hack/local-up.sh" "$env_dir" "$KILN_BUILD_DIR" >/dev/null || fail "local-up"
-export KUBECONFIG=$env_dir/kubeconfig
+env_up
 cat > "$TEST_TMP/tj.yaml" <<YAML
 apiVersion: kiln.dev/v1alpha1
 kind: TrainingJob

@@ -4,14 +4,8 @@
 # SMTP server gets the e-mail, sent with the credentials of the referenced
 # Secret, which never show up in the controller's log.
 . "$(dirname "$0")/../lib.sh"
-env_dir=$TEST_TMP/env
 rx_pid=
-cleanup() {
-  [ -n "$rx_pid" ] && kill "$rx_pid" 2>/dev/null
-  "$KILN_SOURCE_DIR/hack/local-down.sh" "$env_dir" >/dev/null 2>&1
-  rm -rf "$TEST_TMP"
-}
-trap cleanup EXIT
+on_exit() { if [ -n "$rx_pid" ]; then kill "$rx_pid" 2>/dev/null; fi; }
 
 # One process, two loopback servers: HTTP on the first port, SMTP on the
 # second; each writes what it received into the test directory.
@@ -67,11 +61,10 @@ threading.Thread(target=s.serve_forever, daemon=True).start()
 h.serve_forever()
 PYEOF
 rx_pid=$!
+env_up
 for _ in $(seq 100); do [ -s "$TEST_TMP/ports" ] && break; sleep 0.05; done
 read -r hook_port smtp_port < "$TEST_TMP/ports" || fail "receivers did not start"
 
-"$KILN_SOURCE_DIR/hack/local-up.sh" "$env_dir" "$KILN_BUILD_DIR" >/dev/null || fail "local-up"
-export KUBECONFIG=$env_dir/kubeconfig
 kubectl create secret generic mailer --from-literal=username=kiln --from-literal=password=s3cret-pa55 >/dev/null
 cat > "$TEST_TMP/tj.yaml" <<YAML
 apiVersion: kiln.dev/v1alpha1

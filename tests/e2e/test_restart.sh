@@ -5,13 +5,7 @@
 #  - kiln-controller SIGKILLed mid-search and started again finishes the
 #    search with no duplicate pod and no lost trial record.
 . "$(dirname "$0")/../lib.sh"
-env_dir=$TEST_TMP/env
-cleanup() { "$KILN_SOURCE_DIR/hack/local-down.sh" "$env_dir" >/dev/null 2>&1; [ -n "${KEEP:-}" ] || rm -rf "$TEST_TMP"; }
-trap cleanup EXIT
-"$KILN_SOURCE_DIR/hack/local-up.sh" "$env_dir" "$KILN_BUILD_DIR" >/dev/null || fail "local-up"
-export KUBECONFIG=$env_dir/kubeconfig
-server=$(sed -n 's/ *server: *//p' "$KUBECONFIG" | head -n 1)
-token=$(cat "$env_dir/kubelite/token")
+env_up
 
 start_controller() {
   setsid "$KILN_BUILD_DIR/controller/src/kiln-controller" --kubeconfig "$KUBECONFIG" \
@@ -40,9 +34,7 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 kubectl logs slow-t0 2>/dev/null | grep -q '"epoch":1' || fail "trial never reached its first epoch"
-curl -fsS --cacert <(sed -n 's/ *certificate-authority-data: *//p' "$KUBECONFIG" | base64 -d) \
-  -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-  -d '{"killPod":"default/slow-t0"}' "$server/kubelite/faults" >/dev/null || fail "killPod fault"
+kubelite_fault '{"killPod":"default/slow-t0"}' || fail "killPod fault"
 kubectl wait --for=condition=GoalReached tj/slow --timeout=180s >/dev/null \
   || { kubectl get tj slow -o yaml >&2; fail "the killed trial did not finish"; }
 kubectl get tj slow -o json > "$TEST_TMP/slow.json"

@@ -9,22 +9,9 @@
 # only during (a) and (b); serving comes back within 10 s; the model
 # version changes only in (d).
 . "$(dirname "$0")/../lib.sh"
-env_dir=$TEST_TMP/env
 client_pid=
-cleanup() {
-  [ -n "$client_pid" ] && kill "$client_pid" 2>/dev/null
-  "$KILN_SOURCE_DIR/hack/local-down.sh" "$env_dir" >/dev/null 2>&1
-  rm -rf "$TEST_TMP"
-}
-trap cleanup EXIT
-"$KILN_SOURCE_DIR/hack/local-up.sh" "$env_dir" "$KILN_BUILD_DIR" >/dev/null || fail "local-up"
-export KUBECONFIG=$env_dir/kubeconfig
-server=$(sed -n 's/ *server: *//p' "$KUBECONFIG" | head -n 1)
-token=$(cat "$env_dir/kubelite/token")
-fault() {
-  curl -fsS --cacert <(sed -n 's/ *certificate-authority-data: *//p' "$KUBECONFIG" | base64 -d) \
-    -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d "$1" "$server/kubelite/faults" >/dev/null
-}
+on_exit() { if [ -n "$client_pid" ]; then kill "$client_pid" 2>/dev/null; fi; }
+env_up
 now() { date +%s.%N; }
 
 cat > "$TEST_TMP/tj.yaml" <<YAML
@@ -93,7 +80,7 @@ wait_serving_again() { # DEADLINE-SECONDS
 # (a) kill the serving process
 pod=$(serving_pod)
 a0=$(now)
-fault "{\"killPod\":\"default/$pod\"}" || fail "killPod"
+kubelite_fault "{\"killPod\":\"default/$pod\"}" || fail "killPod"
 sleep 0.5
 wait_serving_again 10 || fail "(a) serving did not come back within 10 s"
 a1=$(now)

@@ -3,11 +3,7 @@
 # first model is too small for its goal runs several trials, the accuracy
 # climbs, and the job ends Succeeded with the best trial above the goal.
 . "$(dirname "$0")/../lib.sh"
-env_dir=$TEST_TMP/env
-cleanup() { "$KILN_SOURCE_DIR/hack/local-down.sh" "$env_dir" >/dev/null 2>&1; rm -rf "$TEST_TMP"; }
-trap cleanup EXIT
-"$KILN_SOURCE_DIR/hack/local-up.sh" "$env_dir" "$KILN_BUILD_DIR" >/dev/null || fail "local-up"
-export KUBECONFIG=$env_dir/kubeconfig
+env_up
 
 cat > "$TEST_TMP/tj.yaml" <<YAML
 apiVersion: kiln.dev/v1alpha1

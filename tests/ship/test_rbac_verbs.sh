@@ -6,11 +6,7 @@
 # used, except the few listed below with the reason they are needed on a
 # real cluster although kubelite never checks them.
 . "$(dirname "$0")/../lib.sh"
-env_dir=$TEST_TMP/env
-cleanup() { "$KILN_SOURCE_DIR/hack/local-down.sh" "$env_dir" >/dev/null 2>&1; rm -rf "$TEST_TMP"; }
-trap cleanup EXIT
-"$KILN_SOURCE_DIR/hack/local-up.sh" "$env_dir" "$KILN_BUILD_DIR" >/dev/null || fail "local-up"
-export KUBECONFIG=$env_dir/kubeconfig
+env_up
 # The controller again, now with leader election, as the Deployment runs it.
 kill -TERM "$(cat "$env_dir/controller.pid")"
 sleep 1

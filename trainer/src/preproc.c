@@ -460,6 +460,32 @@ int preproc_apply_coded(const preproc *pp, const float *x, const int32_t *rows, 
     return 0;
 }
 
+/* An image preproc: one global affine map over h*w*c pixels. Used by the
+ * fit and by the JSON reader, so both build the same object. */
+static int image_new(int h, int w, int c, float a, float b, const char *scale, preproc **out,
+                     kiln_error *err)
+{
+    preproc *pp = calloc(1, sizeof *pp);
+    if (!pp)
+        return kiln_fail(err, KILN_ENOMEM, "out of memory");
+    pp->image = 1;
+    pp->h = h;
+    pp->w = w;
+    pp->c = c;
+    pp->n_inputs = pp->n_features = h * w * c;
+    pp->label_pos = -1;
+    pp->a = a;
+    pp->b = b;
+    snprintf(pp->scale, sizeof pp->scale, "%s", scale);
+    snprintf(pp->impute, sizeof pp->impute, "mean");
+    if (make_pixel_names(pp) != 0) {
+        preproc_free(pp);
+        return kiln_fail(err, KILN_ENOMEM, "out of memory");
+    }
+    *out = pp;
+    return 0;
+}
+
 int preproc_fit_image(int h, int w, int c, const uint8_t *xu8, const float *xf, const int32_t *rows,
                       int n, const char *scale, preproc **out, kiln_error *err)
 {
@@ -534,25 +560,7 @@ int preproc_fit_image(int h, int w, int c, const uint8_t *xu8, const float *xf, 
     if (!isfinite(a) || !isfinite(b))
         return kiln_fail(err, KILN_EINVAL, "image pixel values are too large to scale");
     b += 0.0f; /* -0 -> 0, so the JSON reads "0" */
-    preproc *pp = calloc(1, sizeof *pp);
-    if (!pp)
-        return kiln_fail(err, KILN_ENOMEM, "out of memory");
-    pp->image = 1;
-    pp->h = h;
-    pp->w = w;
-    pp->c = c;
-    pp->n_inputs = pp->n_features = (int)d;
-    pp->label_pos = -1;
-    pp->a = a;
-    pp->b = b;
-    snprintf(pp->scale, sizeof pp->scale, "%s", scale);
-    snprintf(pp->impute, sizeof pp->impute, "mean");
-    if (make_pixel_names(pp) != 0) {
-        preproc_free(pp);
-        return kiln_fail(err, KILN_ENOMEM, "out of memory");
-    }
-    *out = pp;
-    return 0;
+    return image_new(h, w, c, a, b, scale, out, err);
 }
 
 /* ------------------------------------------------------------ applying */
@@ -781,25 +789,7 @@ static int image_from_json(const cJSON *j, preproc **out, kiln_error *err)
         return kiln_fail(err, KILN_EINVAL, "image a and b must be finite numbers");
     if (!valid_scale(scale))
         return kiln_fail(err, KILN_EINVAL, "image scale must be standard, minmax or none");
-    preproc *pp = calloc(1, sizeof *pp);
-    if (!pp)
-        return kiln_fail(err, KILN_ENOMEM, "out of memory");
-    pp->image = 1;
-    pp->h = h;
-    pp->w = w;
-    pp->c = c;
-    pp->n_inputs = pp->n_features = h * w * c;
-    pp->label_pos = -1;
-    pp->a = a;
-    pp->b = b;
-    snprintf(pp->scale, sizeof pp->scale, "%s", scale);
-    snprintf(pp->impute, sizeof pp->impute, "mean");
-    if (make_pixel_names(pp) != 0) {
-        preproc_free(pp);
-        return kiln_fail(err, KILN_ENOMEM, "out of memory");
-    }
-    *out = pp;
-    return 0;
+    return image_new(h, w, c, a, b, scale, out, err);
 }
 
 static int table_from_json(const cJSON *j, preproc **out, kiln_error *err)
