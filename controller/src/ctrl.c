@@ -160,86 +160,89 @@ static void announce(ctrl *c, const cJSON *job, const cJSON *status, const char 
     }
 }
 
+/* Creates obj; AlreadyExists counts as done (a restarted controller may
+ * have created it already). On failure the API's message goes to msg. */
+static int create_obj(ctrl *c, const char *key, const kube_resource *r, const char *ns,
+                      const cJSON *obj, const char *what, char *msg, size_t n)
+{
+    kube_err e;
+    kube_err_init(&e);
+    int rc = ok_or(kube_create(c->client, r, ns, obj, NULL, &e), &e, 409);
+    atomic_fetch_add(&c->writes, 1);
+    if (rc) {
+        log_api_error(what, key, &e);
+        if (msg)
+            snprintf(msg, n, "%s", e.e.msg);
+    }
+    kube_err_release(&e);
+    return rc;
+}
+
+/* Deletes a pod; NotFound counts as done. */
+static int delete_pod(ctrl *c, const char *key, const char *ns, const char *name, const char *what)
+{
+    kube_err e;
+    kube_err_init(&e);
+    kube_delete_opts d = {.propagation = "Background", .grace_seconds = -1};
+    int rc = ok_or(kube_delete(c->client, &kube_res_pods, ns, name, &d, &e), &e, 404);
+    atomic_fetch_add(&c->writes, 1);
+    if (rc)
+        log_api_error(what, key, &e);
+    else
+        atomic_fetch_add(&c->pods_deleted, 1);
+    kube_err_release(&e);
+    return rc;
+}
+
+static int write_status(ctrl *c, const char *key, const cJSON *job, const cJSON *status)
+{
+    cJSON *obj = cJSON_Duplicate(job, 1);
+    cJSON_DeleteItemFromObjectCaseSensitive(obj, "status");
+    cJSON_AddItemToObject(obj, "status", cJSON_Duplicate(status, 1));
+    kube_err e;
+    kube_err_init(&e);
+    int rc = kube_update_status(c->client, &res_tj, kube_obj_namespace(job), obj, NULL, &e);
+    atomic_fetch_add(&c->writes, 1);
+    if (rc && e.http == 409) {
+        atomic_fetch_add(&c->conflicts, 1);
+        klog(KLOG_DEBUG, "status conflict, will re-read", KS("job", key), KEND);
+    } else if (rc) {
+        log_api_error("cannot write status", key, &e);
+    }
+    kube_err_release(&e);
+    cJSON_Delete(obj);
+    return rc;
+}
+
 static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, tj_serve_out *sv)
 {
     const char *ns = kube_obj_namespace(job);
-    kube_err e;
     int rc = 0;
-    for (int i = 0; i < p->n_pvcs && !rc; i++) {
-        kube_err_init(&e);
-        rc = ok_or(kube_create(c->client, &res_pvc, ns, p->pvcs[i], NULL, &e), &e, 409);
-        atomic_fetch_add(&c->writes, 1);
-        if (rc)
-            log_api_error("cannot create the models claim", key, &e);
-        kube_err_release(&e);
-    }
-    if (!rc && p->status) {
-        cJSON *obj = cJSON_Duplicate(job, 1);
-        cJSON_DeleteItemFromObjectCaseSensitive(obj, "status");
-        cJSON_AddItemToObject(obj, "status", cJSON_Duplicate(p->status, 1));
-        kube_err_init(&e);
-        rc = kube_update_status(c->client, &res_tj, ns, obj, NULL, &e);
-        atomic_fetch_add(&c->writes, 1);
-        if (rc && e.http == 409) {
-            atomic_fetch_add(&c->conflicts, 1);
-            klog(KLOG_DEBUG, "status conflict, will re-read", KS("job", key), KEND);
-        } else if (rc) {
-            log_api_error("cannot write status", key, &e);
-        }
-        kube_err_release(&e);
-        cJSON_Delete(obj);
-    }
+    for (int i = 0; i < p->n_pvcs && !rc; i++)
+        rc = create_obj(c, key, &res_pvc, ns, p->pvcs[i], "cannot create the models claim", NULL, 0);
     /* On a failed status write nothing else happens: the next reconcile
      * recomputes the plan from fresh state. */
-    for (int i = 0; i < p->n_deletes && !rc; i++) {
-        kube_err_init(&e);
-        kube_delete_opts d = {.propagation = "Background", .grace_seconds = -1};
-        rc = ok_or(kube_delete(c->client, &kube_res_pods, ns, p->deletes[i].name, &d, &e), &e, 404);
-        atomic_fetch_add(&c->writes, 1);
-        if (rc)
-            log_api_error("cannot delete a pod", key, &e);
-        else
-            atomic_fetch_add(&c->pods_deleted, 1);
-        kube_err_release(&e);
-    }
+    if (!rc && p->status)
+        rc = write_status(c, key, job, p->status);
+    for (int i = 0; i < p->n_deletes && !rc; i++)
+        rc = delete_pod(c, key, ns, p->deletes[i].name, "cannot delete a pod");
     for (int i = 0; i < p->n_creates && !rc; i++) {
-        kube_err_init(&e);
-        rc = ok_or(kube_create(c->client, &kube_res_pods, ns, p->creates[i], NULL, &e), &e, 409);
-        atomic_fetch_add(&c->writes, 1);
-        if (rc) {
-            log_api_error("cannot create a trial pod", key, &e);
+        char msg[KILN_ERRMSG_MAX];
+        rc = create_obj(c, key, &kube_res_pods, ns, p->creates[i], "cannot create a trial pod", msg,
+                        sizeof msg);
+        if (rc)
             kube_event_record(c->events, job, "Warning", "PodCreateFailed", "pod %s: %s",
-                              kube_obj_name(p->creates[i]), e.e.msg);
-        } else {
+                              kube_obj_name(p->creates[i]), msg);
+        else
             atomic_fetch_add(&c->pods_created, 1);
-        }
-        kube_err_release(&e);
     }
-    if (!rc && sv->create_service) {
-        kube_err_init(&e);
-        rc = ok_or(kube_create(c->client, &res_services, ns, sv->service, NULL, &e), &e, 409);
-        atomic_fetch_add(&c->writes, 1);
-        if (rc)
-            log_api_error("cannot create the Service", key, &e);
-        kube_err_release(&e);
-    }
-    for (int i = 0; i < sv->n_deletes && !rc; i++) {
-        kube_err_init(&e);
-        kube_delete_opts d = {.propagation = "Background", .grace_seconds = -1};
-        rc = ok_or(kube_delete(c->client, &kube_res_pods, ns, sv->deletes[i], &d, &e), &e, 404);
-        atomic_fetch_add(&c->writes, 1);
-        if (rc)
-            log_api_error("cannot delete a serving pod", key, &e);
-        kube_err_release(&e);
-    }
-    for (int i = 0; i < sv->n_creates && !rc; i++) {
-        kube_err_init(&e);
-        rc = kube_create(c->client, &kube_res_pods, ns, sv->creates[i], NULL, &e);
-        atomic_fetch_add(&c->writes, 1);
-        if (rc)
-            log_api_error("cannot create a serving pod", key, &e);
-        kube_err_release(&e);
-    }
+    if (!rc && sv->create_service)
+        rc = create_obj(c, key, &res_services, ns, sv->service, "cannot create the Service", NULL, 0);
+    for (int i = 0; i < sv->n_deletes && !rc; i++)
+        rc = delete_pod(c, key, ns, sv->deletes[i], "cannot delete a serving pod");
+    for (int i = 0; i < sv->n_creates && !rc; i++)
+        rc = create_obj(c, key, &kube_res_pods, ns, sv->creates[i], "cannot create a serving pod",
+                        NULL, 0);
     for (int i = 0; i < sv->n_events; i++)
         kube_event_record(c->events, job, sv->events[i].type, sv->events[i].reason, "%s",
                           sv->events[i].message);
@@ -595,6 +598,9 @@ char *ctrl_metrics_text(ctrl *c)
     kbuf_printf(&b, "# HELP kiln_trial_pods_created_total Trial pods created.\n"
                   "# TYPE kiln_trial_pods_created_total counter\nkiln_trial_pods_created_total %ld\n",
               atomic_load(&c->pods_created));
+    kbuf_printf(&b, "# HELP kiln_pods_deleted_total Trial and serving pods deleted.\n"
+                  "# TYPE kiln_pods_deleted_total counter\nkiln_pods_deleted_total %ld\n",
+              atomic_load(&c->pods_deleted));
     kbuf_printf(&b, "# HELP kiln_notifications_failed_total Webhooks and e-mails that could not be delivered.\n"
                   "# TYPE kiln_notifications_failed_total counter\nkiln_notifications_failed_total %ld\n",
               atomic_load(&c->notifications_failed));
