@@ -77,10 +77,10 @@ static void email_credentials(ctrl *c, const char *ns, const cJSON *email, char 
         return;
     }
     kube_err_release(&e);
-    const char *keys[2] = {"username", "password"};
+    const char *paths[2] = {"data.username", "data.password"};
     char **outs[2] = {user, pass};
     for (int i = 0; i < 2; i++) {
-        const char *b64 = cJSON_GetStringValue(kube_obj_path(sec, i ? "data.password" : "data.username"));
+        const char *b64 = cJSON_GetStringValue(kube_obj_path(sec, paths[i]));
         unsigned char *raw = NULL;
         size_t len = 0;
         if (b64 && kube_base64_decode(b64, &raw, &len, NULL) == 0) {
@@ -91,7 +91,6 @@ static void email_credentials(ctrl *c, const char *ns, const cJSON *email, char 
             }
             free(raw);
         }
-        (void)keys[i];
     }
     cJSON_Delete(sec);
 }
