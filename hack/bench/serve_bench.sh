@@ -69,16 +69,27 @@ request = function()
 end
 EOF
 
-run_wrk() { # url -> prints "rps p50 p99 non2xx"
-  local out
+# CPU time (user + system, all threads) the process PID has used, in ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+run_wrk() { # url pid -> prints "rps p50 p99 non2xx cpu_us_per_request"
+  local out t0 t1
+  t0=$(cpu_ticks "$2")
   out=$(wrk -t1 -c"$conns" -d"$duration" --latency -s "$work/cycle.lua" "$1")
+  t1=$(cpu_ticks "$2")
   echo "$out" >>"$work/wrk.txt"
-  local rps p50 p99 errs
+  local rps p50 p99 errs reqs
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   errs=$(awk '/Non-2xx or 3xx responses/ {print $5}' <<<"$out")
-  echo "$rps $p50 $p99 ${errs:-0}"
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  # the server's own CPU per request: on a shared machine a steadier
+  # figure than requests/s, which depends on what else runs
+  local us
+  us=$(awk -v d="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v n="${reqs:-0}" \
+    'BEGIN { printf "%.1f", (n > 0 ? d / hz / n * 1e6 : 0) }')
+  echo "$rps $p50 $p99 ${errs:-0} $us"
 }
 
 # ---- Kiln
@@ -98,8 +109,8 @@ wait_up "$url/readyz"
 head -n1 "$work/bodies.txt" >"$work/one.json"
 echo "sample answer: $(curl -sf -H 'Content-Type: application/json' --data-binary "@$work/one.json" \
   "$url/v1/models/fmnist:predict")"
-read -r k_rps k_p50 k_p99 k_err < <(run_wrk "$url/v1/models/fmnist:predict")
-echo "kiln-trainer serve:   ${k_rps} req/s  p50 ${k_p50}  p99 ${k_p99}  non-2xx ${k_err}"
+read -r k_rps k_p50 k_p99 k_err k_cpu < <(run_wrk "$url/v1/models/fmnist:predict" "${pids[0]}")
+echo "kiln-trainer serve:   ${k_rps} req/s  p50 ${k_p50}  p99 ${k_p99}  non-2xx ${k_err}  server CPU ${k_cpu} us/request"
 kill "${pids[0]}"
 wait "${pids[0]}" || true
 pids=()
@@ -112,7 +123,8 @@ port=$(free_port)
 pids+=($!)
 url=http://127.0.0.1:$port
 wait_up "$url/healthz"
-read -r f_rps f_p50 f_p99 f_err < <(run_wrk "$url/v1/models/fmnist:predict")
-echo "flask + scikit-learn: ${f_rps} req/s  p50 ${f_p50}  p99 ${f_p99}  non-2xx ${f_err}"
+read -r f_rps f_p50 f_p99 f_err f_cpu < <(run_wrk "$url/v1/models/fmnist:predict" "${pids[0]}")
+echo "flask + scikit-learn: ${f_rps} req/s  p50 ${f_p50}  p99 ${f_p99}  non-2xx ${f_err}  server CPU ${f_cpu} us/request"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (on $(nproc) cores; other load lowers both figures)"
 
 "$py" -c "import sys; k, f = float(sys.argv[1]), float(sys.argv[2]); print(f'ratio: {k / f:.1f}x requests/s (goals: >= 50x, >= 30000 req/s, p99 < 5 ms)')" "$k_rps" "$f_rps"

@@ -33,20 +33,50 @@ void serve_app_release(serve_app *app)
     serve_holder_release(&app->holder);
 }
 
+void serve_job_init(serve_job *j)
+{
+    j->sm = NULL;
+    j->v2 = 0;
+    serve_batch_init(&j->batch);
+}
+
+void serve_job_release(serve_job *j)
+{
+    serve_model_put(j->sm);
+    serve_batch_release(&j->batch);
+    j->sm = NULL;
+}
+
 void serve_scratch_init(serve_scratch *s)
 {
     memset(s, 0, sizeof *s);
-    serve_batch_init(&s->batch);
+    serve_job_init(&s->job);
     serve_csv_init(&s->csv);
 }
 
 void serve_scratch_release(serve_scratch *s)
 {
-    serve_batch_release(&s->batch);
+    serve_job_release(&s->job);
     serve_csv_release(&s->csv);
     free(s->cls);
     free(s->probs);
+    free(s->ws);
+    free(s->x);
     memset(s, 0, sizeof *s);
+}
+
+/* Workspace for model_predict_ws; it stops growing at 64 instances. */
+static int ws_room(serve_scratch *s, const kiln_model *m, int n)
+{
+    size_t need = model_ws_floats(m, n);
+    if (need <= s->ws_cap)
+        return 0;
+    float *w = realloc(s->ws, need * sizeof *w);
+    if (!w)
+        return KILN_ENOMEM;
+    s->ws = w;
+    s->ws_cap = need;
+    return 0;
 }
 
 static int scratch_room(serve_scratch *s, int n, int n_out)
@@ -175,36 +205,113 @@ static int query_flag(const char *q, const char *name)
  * inference
  * ====================================================================== */
 
-static void predict_json(serve_app *app, serve_scratch *s, serve_model *sm, const serve_request *rq,
-                         serve_response *rs, int v2)
+/* Parses a JSON prediction into job; 1: pending (job->sm holds sm's
+ * reference), 0: rs holds the error. */
+static int parse_json(serve_model *sm, serve_job *job, const serve_request *rq, serve_response *rs,
+                      int v2)
 {
     kiln_error err = {0};
-    serve_batch *b = &s->batch;
+    serve_batch *b = &job->batch;
     int rc = v2 ? serve_parse_v2(b, rq->body, rq->len, sm->n_inputs, &err)
                 : serve_parse_v1(b, rq->body, rq->len, sm->n_inputs, &err);
     if (rc) {
         serve_error(rs, b->status, err.msg);
-        return;
+        return 0;
     }
     if (b->want_probs && !sm->has_probs) {
         serve_error(rs, 422, "this model (kmeans) gives no probabilities");
-        return;
+        return 0;
     }
-    if (scratch_room(s, b->n, sm->n_outputs)) {
-        serve_error(rs, 413, "too many instances");
-        return;
+    job->sm = sm;
+    job->v2 = v2;
+    return 1;
+}
+
+static int grow_x(serve_scratch *s, size_t floats)
+{
+    if (floats <= s->x_cap)
+        return 0;
+    float *x = realloc(s->x, floats * sizeof *x);
+    if (!x)
+        return KILN_ENOMEM;
+    s->x = x;
+    s->x_cap = floats;
+    return 0;
+}
+
+/* Jobs of at most SMALL_JOB instances are batched with their neighbours,
+ * up to BATCH_ROWS instances (the engine's pass size): bigger jobs are
+ * batches already and run alone, from their own buffer. */
+#define SMALL_JOB  16
+#define BATCH_ROWS 64
+
+/* Inference of jobs[0..n) (same model, rows instances in all) and their
+ * responses; the jobs' model references are dropped. */
+static void run_group(serve_app *app, serve_scratch *s, serve_job *const *jobs,
+                      serve_response *const *rss, int n, int rows)
+{
+    serve_model *sm = jobs[0]->sm;
+    const size_t nin = (size_t)sm->n_inputs, nout = (size_t)sm->n_outputs;
+    kiln_error err = {0};
+    int status = 0;
+    const char *why = NULL;
+    const float *x = jobs[0]->batch.x;
+    if (n > 1) {
+        if (grow_x(s, (size_t)rows * nin)) {
+            status = 413, why = "too many instances";
+        } else {
+            size_t off = 0;
+            for (int i = 0; i < n; i++) {
+                size_t k = (size_t)jobs[i]->batch.n * nin;
+                memcpy(s->x + off, jobs[i]->batch.x, k * sizeof(float));
+                off += k;
+            }
+            x = s->x;
+        }
     }
-    float *probs = b->want_probs ? s->probs : NULL;
-    rc = model_predict(sm->m, b->x, b->n, s->cls, probs, &err);
-    if (rc) {
-        serve_error(rs, rc == KILN_EINVAL ? 422 : 500, err.msg);
-        return;
+    if (!status && (scratch_room(s, rows, sm->n_outputs) || ws_room(s, sm->m, rows)))
+        status = 413, why = "too many instances";
+    float *probs = sm->has_probs ? s->probs : NULL;
+    if (!status) {
+        int rc = model_predict_ws(sm->m, x, rows, s->cls, probs, s->ws, s->ws_cap, &err);
+        if (rc)
+            status = rc == KILN_EINVAL ? 422 : 500, why = err.msg;
     }
-    sbuf_reset(rs->body);
-    rc = v2 ? serve_write_v2(rs->body, app->cfg.name, sm->version, b->id, &sm->labels, s->cls,
-                             probs, b->n, sm->n_outputs)
-            : serve_write_v1(rs->body, &sm->labels, s->cls, probs, b->n, sm->n_outputs);
-    ok_json(rs, rc);
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        serve_job *j = jobs[i];
+        serve_response *rs = rss[i];
+        const serve_batch *b = &j->batch;
+        if (status) {
+            serve_error(rs, status, why);
+        } else {
+            const float *p = b->want_probs ? probs + off * nout : NULL;
+            sbuf_reset(rs->body);
+            int rc =
+                j->v2 ? serve_write_v2(rs->body, app->cfg.name, sm->version, b->id, &sm->labels,
+                                       s->cls + off, p, b->n, sm->n_outputs)
+                      : serve_write_v1(rs->body, &sm->labels, s->cls + off, p, b->n, sm->n_outputs);
+            ok_json(rs, rc);
+        }
+        off += (size_t)b->n;
+        serve_model_put(j->sm);
+        j->sm = NULL;
+    }
+}
+
+void serve_run_jobs(serve_app *app, serve_scratch *s, serve_job *const *jobs,
+                    serve_response *const *rs, int n)
+{
+    for (int i = 0; i < n;) {
+        serve_model *sm = jobs[i]->sm;
+        int rows = jobs[i]->batch.n, end = i + 1;
+        if (rows <= SMALL_JOB)
+            while (end < n && jobs[end]->sm == sm && jobs[end]->batch.n <= SMALL_JOB &&
+                   rows + jobs[end]->batch.n <= BATCH_ROWS)
+                rows += jobs[end++]->batch.n;
+        run_group(app, s, jobs + i, rs + i, end - i, rows);
+        i = end;
+    }
 }
 
 static void predict_csv(serve_scratch *s, serve_model *sm, const serve_request *rq,
@@ -338,12 +445,20 @@ static void ready_body(serve_response *rs, const char *name, int ready)
 
 void serve_handle(serve_app *app, serve_scratch *s, const serve_request *rq, serve_response *rs)
 {
+    serve_job *job = &s->job;
+    if (serve_handle_defer(app, s, job, rq, rs))
+        serve_run_jobs(app, s, &job, &rs, 1);
+}
+
+int serve_handle_defer(serve_app *app, serve_scratch *s, serve_job *job, const serve_request *rq,
+                       serve_response *rs)
+{
     serve_match mt;
     serve_route_match(rq->path, rq->method, app->cfg.name, &mt);
     rs->route = mt.route;
     if (mt.status) {
         serve_error(rs, mt.status, mt.why);
-        return;
+        return 0;
     }
     int stopping = atomic_load_explicit(&app->stopping, memory_order_relaxed);
     switch (mt.route) {
@@ -352,7 +467,7 @@ void serve_handle(serve_app *app, serve_scratch *s, const serve_request *rq, ser
         sbuf_reset(rs->body);
         ok_json(rs, sbuf_puts(rs->body,
                               mt.route == SR_HEALTHZ ? "{\"status\":\"ok\"}" : "{\"live\":true}"));
-        return;
+        return 0;
     case SR_V1_MODELS:
         sbuf_reset(rs->body);
         {
@@ -360,12 +475,12 @@ void serve_handle(serve_app *app, serve_scratch *s, const serve_request *rq, ser
             rc = rc ? rc : sbuf_json_str(rs->body, app->cfg.name);
             ok_json(rs, rc ? rc : sbuf_puts(rs->body, "]}"));
         }
-        return;
+        return 0;
     case SR_V2_SERVER:
         sbuf_reset(rs->body);
         ok_json(rs, sbuf_puts(rs->body, "{\"name\":\"kiln\",\"version\":\"" KILN_VERSION
                                         "\",\"extensions\":[]}"));
-        return;
+        return 0;
     case SR_METRICS: {
         serve_model *sm = serve_holder_get(&app->holder);
         sbuf_reset(rs->body);
@@ -375,7 +490,7 @@ void serve_handle(serve_app *app, serve_scratch *s, const serve_request *rq, ser
         ok_json(rs, rc);
         if (rs->status == 200)
             rs->ctype = CT_TEXT;
-        return;
+        return 0;
     }
     default:
         break;
@@ -412,10 +527,11 @@ void serve_handle(serve_app *app, serve_scratch *s, const serve_request *rq, ser
                                                     : "send application/json or text/csv");
             else if (k == BODY_CSV)
                 predict_csv(s, sm, rq, rs);
-            else
-                predict_json(app, s, sm, rq, rs, mt.route == SR_V2_INFER);
+            else if (parse_json(sm, job, rq, rs, mt.route == SR_V2_INFER))
+                return 1; /* the job holds sm's reference now */
         }
         break;
     }
     serve_model_put(sm);
+    return 0;
 }

@@ -11,8 +11,9 @@
  * body is {"error": "..."}.
  *
  * Ownership: serve_app_init/serve_app_release on caller storage;
- * serve_scratch_init/release per connection (buffers reused across
- * requests). serve_handle is thread-safe for distinct scratch objects. */
+ * serve_scratch_init/release per service thread (buffers reused across
+ * requests: a request in steady state allocates nothing). serve_handle is
+ * thread-safe for distinct scratch objects. */
 #ifndef KILN_SERVE_APP_H
 #define KILN_SERVE_APP_H
 
@@ -46,12 +47,27 @@ typedef struct serve_app {
     _Atomic int stopping;
 } serve_app;
 
-typedef struct serve_scratch {
+/* A JSON prediction between parsing and inference. The HTTP layer parses
+ * every request that arrived in one pass of its event loop, then runs
+ * their inference together (serve_run_jobs): one batched pass over the
+ * weights instead of one per request. An instance's answer is the same
+ * bits either way (see model_predict_ws). */
+typedef struct serve_job {
+    serve_model *sm; /* reference held while pending, else NULL */
+    int v2;          /* Open Inference Protocol response */
     serve_batch batch;
+} serve_job;
+
+typedef struct serve_scratch {
+    serve_job job; /* serve_handle's own (not deferred) job */
     serve_csv csv;
     int32_t *cls;
     float *probs;
     size_t cls_cap, probs_cap;
+    float *ws; /* model_predict_ws workspace */
+    size_t ws_cap;
+    float *x; /* instances of several jobs run as one batch */
+    size_t x_cap;
 } serve_scratch;
 
 typedef struct serve_request {
@@ -79,6 +95,22 @@ void serve_scratch_release(serve_scratch *s);
 /* Fills rs (status, route, ctype, body). Never fails: an internal error is
  * a 500 with a JSON body. */
 void serve_handle(serve_app *app, serve_scratch *s, const serve_request *rq, serve_response *rs);
+
+void serve_job_init(serve_job *j);
+void serve_job_release(serve_job *j); /* drops a pending job's model reference */
+
+/* serve_handle, except that a well-formed JSON prediction stops after
+ * parsing: returns 1 with the job pending (rs->route set, the rest of rs
+ * untouched) for serve_run_jobs to finish; returns 0 when rs is complete. */
+int serve_handle_defer(serve_app *app, serve_scratch *s, serve_job *job, const serve_request *rq,
+                       serve_response *rs);
+
+/* Runs the inference of n pending jobs, in batches of consecutive small
+ * jobs on the same model, and completes each one's response rs[i]. Never
+ * fails: an error becomes that job's (or batch's) JSON error response.
+ * The jobs are no longer pending afterwards. */
+void serve_run_jobs(serve_app *app, serve_scratch *s, serve_job *const *jobs,
+                    serve_response *const *rs, int n);
 
 /* Fills rs with a JSON error for status (used by the HTTP layer for 408,
  * 411, 413 decided before the body is read). */

@@ -59,7 +59,8 @@ typedef struct conn {
     sbuf body;
     sbuf resp;
     serve_response rs;
-    serve_scratch scratch;
+    serve_job job; /* a prediction parsed, its inference pending */
+    int pending;   /* in the worker's pend list */
 } conn;
 
 struct worker {
@@ -73,6 +74,15 @@ struct worker {
     pthread_t th;
     int started;
     conn *conns;
+    /* request scratch: a thread runs one request's (or batch's) model at
+     * a time */
+    serve_scratch scratch;
+    /* connections whose prediction waits for the end of this pass of the
+     * event loop, with their jobs and responses for serve_run_jobs */
+    conn **pend;
+    serve_job **pend_job;
+    serve_response **pend_rs;
+    int npend, pend_cap;
     int inflight;
     int shutting;
     uint64_t deadline;
@@ -109,7 +119,7 @@ static conn *conn_get(worker *w, struct lws *wsi)
     c->wsi = wsi;
     sbuf_init(&c->body, 0);
     sbuf_init(&c->resp, HDR_ROOM);
-    serve_scratch_init(&c->scratch);
+    serve_job_init(&c->job);
     c->state = C_NEW;
     c->t0 = now_ns();
     c->next = w->conns;
@@ -131,6 +141,17 @@ static void conn_free(worker *w, struct lws *wsi)
         w->inflight--;
         serve_metrics_inflight(&w->app->metrics, -1);
     }
+    if (c->pending) {
+        /* closed while its prediction waited: drop it from the batch */
+        for (int i = 0; i < w->npend; i++) {
+            if (w->pend[i] == c) {
+                w->npend--;
+                memmove(w->pend + i, w->pend + i + 1, (size_t)(w->npend - i) * sizeof *w->pend);
+                break;
+            }
+        }
+    }
+    serve_job_release(&c->job);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -139,7 +160,6 @@ static void conn_free(worker *w, struct lws *wsi)
         c->next->prev = c->prev;
     sbuf_release(&c->body);
     sbuf_release(&c->resp);
-    serve_scratch_release(&c->scratch);
     free(c);
 }
 
@@ -160,7 +180,31 @@ static int method_of(struct lws *wsi)
     return SM_OTHER;
 }
 
-/* Computes the answer and asks for a writable callback to send it. */
+/* Queues c's parsed prediction for run_pending; 0 when out of memory. */
+static int pend_add(worker *w, conn *c)
+{
+    if (w->npend == w->pend_cap) {
+        int cap = w->pend_cap ? w->pend_cap * 2 : 32;
+        conn **p = realloc(w->pend, (size_t)cap * sizeof *p);
+        if (p)
+            w->pend = p;
+        serve_job **pj = p ? realloc(w->pend_job, (size_t)cap * sizeof *pj) : NULL;
+        if (pj)
+            w->pend_job = pj;
+        serve_response **pr = pj ? realloc(w->pend_rs, (size_t)cap * sizeof *pr) : NULL;
+        if (!pr)
+            return 0;
+        w->pend_rs = pr;
+        w->pend_cap = cap;
+    }
+    w->pend[w->npend++] = c;
+    c->pending = 1;
+    return 1;
+}
+
+/* Computes the answer (a JSON prediction only up to its parsing: its
+ * inference waits for run_pending) and asks for a writable callback to
+ * send it. */
 static void respond(worker *w, conn *c)
 {
     c->state = C_RESPONDING;
@@ -180,9 +224,35 @@ static void respond(worker *w, conn *c)
             .body = c->body.len ? sbuf_data(&c->body) : "",
             .len = c->body.len,
         };
-        serve_handle(w->app, &c->scratch, &rq, &c->rs);
+        if (serve_handle_defer(w->app, &w->scratch, &c->job, &rq, &c->rs)) {
+            if (pend_add(w, c))
+                return;
+            /* no room to defer: answer it alone, now */
+            serve_job *j = &c->job;
+            serve_response *r = &c->rs;
+            serve_run_jobs(w->app, &w->scratch, &j, &r, 1);
+        }
     }
     lws_callback_on_writable(c->wsi);
+}
+
+/* Runs the predictions parsed in this pass of the event loop as batches
+ * and asks to send their answers. */
+static void run_pending(worker *w)
+{
+    int n = w->npend;
+    if (!n)
+        return;
+    for (int i = 0; i < n; i++) {
+        w->pend_job[i] = &w->pend[i]->job;
+        w->pend_rs[i] = &w->pend[i]->rs;
+    }
+    serve_run_jobs(w->app, &w->scratch, w->pend_job, w->pend_rs, n);
+    w->npend = 0;
+    for (int i = 0; i < n; i++) {
+        w->pend[i]->pending = 0;
+        lws_callback_on_writable(w->pend[i]->wsi);
+    }
 }
 
 static void fail_early(conn *c, int status, const char *why, int close_after)
@@ -327,9 +397,44 @@ static int on_body(worker *w, conn *c, const void *in, size_t len)
     return 0;
 }
 
+/* Appends s at *p if it fits before end. */
+static int put(char **p, const char *end, const char *s, size_t n)
+{
+    if ((size_t)(end - *p) < n)
+        return -1;
+    memcpy(*p, s, n);
+    *p += n;
+    return 0;
+}
+
+/* The status line and headers, into out (HDR_MAX bytes); returns their
+ * length or -1 when they do not fit. Written by hand: snprintf's format
+ * interpretation was a visible share of a small response's cost. */
+static int status_head(char *out, int status, const char *ctype, size_t len, int close)
+{
+    char num[24], *p = out;
+    const char *end = out + HDR_MAX;
+    const char *text = serve_status_text(status);
+    int n = 0;
+    do
+        num[sizeof num - 1 - n++] = (char)('0' + len % 10);
+    while ((len /= 10) != 0 && n < (int)sizeof num);
+    char code[4] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+                    (char)('0' + status % 10), ' '};
+    static const char ct[] = "\r\nContent-Type: ", cl[] = "\r\nContent-Length: ",
+                      cc[] = "\r\nConnection: close";
+    if (status < 100 || status > 999 || put(&p, end, "HTTP/1.1 ", 9) || put(&p, end, code, 4) ||
+        put(&p, end, text, strlen(text)) || put(&p, end, ct, sizeof ct - 1) ||
+        put(&p, end, ctype, strlen(ctype)) || put(&p, end, cl, sizeof cl - 1) ||
+        put(&p, end, num + sizeof num - n, (size_t)n) ||
+        (close && put(&p, end, cc, sizeof cc - 1)) || put(&p, end, "\r\n\r\n", 4))
+        return -1;
+    return (int)(p - out);
+}
+
 static int on_writeable(worker *w, conn *c, struct lws *wsi)
 {
-    if (!c || c->state != C_RESPONDING)
+    if (!c || c->state != C_RESPONDING || c->pending)
         return 0;
     sbuf *b = &c->resp;
     if (sbuf_reserve(b, 0)) {
@@ -337,11 +442,8 @@ static int on_writeable(worker *w, conn *c, struct lws *wsi)
         c->close_after = 1;
     }
     char hdr[HDR_MAX];
-    int hl = snprintf(hdr, sizeof hdr,
-                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n",
-                      c->rs.status, serve_status_text(c->rs.status), c->rs.ctype, b->len,
-                      c->close_after ? "Connection: close\r\n" : "");
-    if (hl < 0 || hl >= (int)sizeof hdr || !b->mem)
+    int hl = b->mem ? status_head(hdr, c->rs.status, c->rs.ctype, b->len, c->close_after) : -1;
+    if (hl < 0)
         return -1;
     unsigned char *start = (unsigned char *)sbuf_data(b) - hl;
     memcpy(start, hdr, (size_t)hl);
@@ -365,6 +467,8 @@ static int on_writeable(worker *w, conn *c, struct lws *wsi)
         sbuf_release(&c->resp);
     if (c->body.cap > KEEP_MAX)
         sbuf_release(&c->body);
+    if (c->job.batch.cap > KEEP_MAX / sizeof(float))
+        serve_batch_release(&c->job.batch);
     sbuf_reset(&c->resp);
     return rc;
 }
@@ -506,6 +610,7 @@ static void *worker_main(void *arg)
     for (;;) {
         if (lws_service(w->ctx, 0) < 0)
             break;
+        run_pending(w);
         if (!atomic_load(&w->http->stop))
             continue;
         if (!w->shutting) {
@@ -609,8 +714,10 @@ int serve_http_start(serve_app *app, serve_http **out, int *port, kiln_error *er
     h->n = n;
     atomic_init(&h->stop, 0);
     atomic_init(&h->left_inflight, 0);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         h->w[i].lfd = -1;
+        serve_scratch_init(&h->w[i].scratch);
+    }
     int p = app->cfg.port;
     for (int i = 0; i < n; i++) {
         worker *w = &h->w[i];
@@ -682,6 +789,10 @@ void serve_http_free(serve_http *h)
         /* once adopted, libwebsockets owns (and closes) the listen socket */
         if (h->w[i].lfd >= 0 && !h->w[i].adopted)
             close(h->w[i].lfd);
+        serve_scratch_release(&h->w[i].scratch);
+        free(h->w[i].pend);
+        free(h->w[i].pend_job);
+        free(h->w[i].pend_rs);
     }
     free(h->w);
     free(h);

@@ -4,9 +4,13 @@
  * context), so each service thread owns one lws context listening on the
  * same address and port (SO_REUSEPORT via LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE)
  * and the kernel spreads connections between them. A request is read,
- * handled (serve_handle, model included) and answered on its connection's
- * thread: a prediction costs tens of microseconds, less than a hand-off
- * between threads would.
+ * handled (model included) and answered on its connection's thread: a
+ * prediction costs microseconds, less than a hand-off between threads
+ * would. JSON predictions are parsed as their bodies complete, and the
+ * ones a pass of the event loop completed run through the model together
+ * at the end of the pass (serve_run_jobs): the answers are written on the
+ * next writable event anyway, so the batch adds no wait, and one pass over
+ * the weights serves all of them.
  *
  * Per-connection limits: a new connection must deliver its first request
  * headers within cfg.timeout_s of the accept, and every body within

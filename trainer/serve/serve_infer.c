@@ -251,6 +251,101 @@ static int skip_value(jp *j, int depth)
  * v1
  * ====================================================================== */
 
+/* ----------------------------------------------------------------------
+ * the common instance, a long array of small integers (pixels)
+ *
+ * Bodies such as [[0,0,13,255,...]] spend their parse time on the branch
+ * per digit: pixel values of one to three digits mispredict it. comma_run
+ * takes 64 bytes at a time, finds the digits and commas with SSE2 and
+ * converts each "DIGITS," element with digits8, so the only data-dependent
+ * branch left is the end of a window. Anything else (whitespace, signs,
+ * fractions, the closing ']') ends the run and is left to the general
+ * code below it.
+ * ---------------------------------------------------------------------- */
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* The value of the n (1..7) decimal digits at the start of v (8 bytes as
+ * loaded from memory, little-endian). The digits are moved to the top of
+ * the word, below them zero bytes that count as leading zeros, then
+ * combined pairwise: bytes into 2-digit 16-bit lanes, those into 4-digit
+ * 32-bit lanes, those into the result. Bytes after the digits may borrow
+ * in the subtraction, but only upwards, into bytes the shift drops. */
+static uint32_t digits8(uint64_t v, int n)
+{
+    v = (v - 0x3030303030303030u) << (8 * (8 - n));
+    v = (v * 10 + (v >> 8)) & 0x00ff00ff00ff00ffu;
+    v = (v * 100 + (v >> 16)) & 0x0000ffff0000ffffu;
+    return (uint32_t)((v & 0xffffffffu) * 10000 + (v >> 32));
+}
+
+/* Bit i of *dig / *com / *zero set when p[i] (i < 16) is an ASCII digit /
+ * a comma / the digit 0. */
+static inline void classify16(const char *p, uint64_t *dig, uint64_t *com, uint64_t *zero,
+                              int shift)
+{
+    const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    const __m128i d = _mm_sub_epi8(v, _mm_set1_epi8('0'));
+    const __m128i isd = _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d);
+    const __m128i isc = _mm_cmpeq_epi8(v, _mm_set1_epi8(','));
+    const __m128i isz = _mm_cmpeq_epi8(v, _mm_set1_epi8('0'));
+    *dig |= (uint64_t)(uint32_t)_mm_movemask_epi8(isd) << shift;
+    *com |= (uint64_t)(uint32_t)_mm_movemask_epi8(isc) << shift;
+    *zero |= (uint64_t)(uint32_t)_mm_movemask_epi8(isz) << shift;
+}
+
+/* Consumes elements "DIGITS," (1 to 7 digits, no leading zero) at j->p,
+ * storing them at dst[*count...] (counted but not stored past cap). The
+ * checks run once per window on its bit masks, so that the loop over its
+ * elements has no data-dependent branch. */
+static void comma_run(jp *j, float *dst, int cap, int *count)
+{
+    const char *p = j->p, *e = j->e;
+    int k = *count;
+    /* 64 bytes classified plus 8 readable after any element in them */
+    while (e - p >= 72 && k <= INT_MAX - 64) {
+        uint64_t dig = 0, com = 0, zero = 0;
+        classify16(p, &dig, &com, &zero, 0);
+        classify16(p + 16, &dig, &com, &zero, 16);
+        classify16(p + 32, &dig, &com, &zero, 32);
+        classify16(p + 48, &dig, &com, &zero, 48);
+        /* where elements start (p is at one), and what the run must not
+         * take: bytes other than digits and commas, empty elements,
+         * leading zeros, runs of eight digits (bit i: bytes i..i+7) */
+        const uint64_t starts = com << 1 | 1;
+        uint64_t run8 = dig;
+        for (int i = 1; i < 8; i++)
+            run8 &= dig >> i;
+        const uint64_t stop_at = ~(dig | com) | (starts & com) | (starts & zero & dig >> 1) | run8;
+        /* only elements whose comma comes before the first such byte */
+        if (stop_at)
+            com &= ((uint64_t)1 << __builtin_ctzll(stop_at)) - 1;
+        int start = 0;
+        for (uint64_t c = com; c; c &= c - 1) {
+            const int end = __builtin_ctzll(c);
+            uint64_t v;
+            memcpy(&v, p + start, 8);
+            if (k < cap)
+                dst[k] = (float)digits8(v, end - start);
+            k++;
+            start = end + 1;
+        }
+        p += start;
+        /* the rest of this window needs the general code */
+        if (stop_at)
+            break;
+    }
+    j->p = p;
+    *count = k;
+}
+#else
+static void comma_run(jp *j, float *dst, int cap, int *count)
+{
+    (void)j, (void)dst, (void)cap, (void)count;
+}
+#endif
+
 /* One instance: a number, null (missing) or a (nested) array of them,
  * appended in row-major order to b->x at *count. */
 static int v1_values(jp *j, serve_batch *b, float *dst, int *count, int depth, int *status,
@@ -266,6 +361,7 @@ static int v1_values(jp *j, serve_batch *b, float *dst, int *count, int depth, i
             return 0;
         }
         for (;;) {
+            comma_run(j, dst, b->n_inputs, count);
             /* Fast path for the common element, a plain integer (a pixel,
              * a count) directly followed by ',' or ']': parsed in place
              * with one pass over its digits. Anything else takes the

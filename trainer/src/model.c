@@ -2,6 +2,7 @@
 #include "model.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,9 +171,35 @@ int model_is_image(const kiln_model *m, int *h, int *w, int *c)
     return m->is_image;
 }
 
-/* Features (n, n_features) -> classes and probabilities. */
+/* ======================================================================
+ * inference
+ *
+ * Rows go through in passes of at most WS_ROWS, so the workspace a call
+ * needs is bounded whatever the batch: the features of one pass, their
+ * probabilities (when the caller wants none) and nn_infer's scratch.
+ * ====================================================================== */
+
+#define WS_ROWS 64
+#define WS_PAD  16 /* floats between sub-buffers: 64-byte alignment */
+
+static size_t pad(size_t n)
+{
+    return (n + WS_PAD - 1) / WS_PAD * WS_PAD;
+}
+
+size_t model_ws_floats(const kiln_model *m, int n)
+{
+    int rows = n < 1 ? 1 : n < WS_ROWS ? n : WS_ROWS;
+    size_t f = WS_PAD + pad((size_t)rows * (size_t)m->n_features);
+    if (m->nn)
+        f += pad((size_t)rows * (size_t)m->n_outputs) + nn_infer_scratch(m->nn, rows);
+    return f;
+}
+
+/* One pass: features (n <= WS_ROWS rows) -> classes and probabilities;
+ * rest: the workspace after the features. */
 static int predict_features(const kiln_model *m, const float *feat, int n, int32_t *classes,
-                            float *probs, kiln_error *err)
+                            float *probs, float *rest, size_t rest_n, kiln_error *err)
 {
     if (m->centroids) {
         if (probs)
@@ -180,15 +207,9 @@ static int predict_features(const kiln_model *m, const float *feat, int n, int32
         kmeans_assign(m->centroids, m->k, m->n_features, feat, n, classes, NULL);
         return 0;
     }
-    float *p = probs;
-    float *own = NULL;
-    if (!p) {
-        own = malloc((size_t)n * (size_t)m->n_outputs * sizeof(float));
-        if (!own)
-            return kiln_fail(err, KILN_ENOMEM, "out of memory");
-        p = own;
-    }
-    int rc = nn_predict(m->nn, feat, n, p);
+    size_t np = pad((size_t)n * (size_t)m->n_outputs);
+    float *p = probs ? probs : rest;
+    int rc = nn_infer(m->nn, feat, n, p, rest + np, rest_n - np);
     if (rc == 0 && classes) {
         for (int i = 0; i < n; i++) {
             const float *row = p + (size_t)i * (size_t)m->n_outputs;
@@ -199,8 +220,32 @@ static int predict_features(const kiln_model *m, const float *feat, int n, int32
             classes[i] = best;
         }
     }
-    free(own);
     return rc ? kiln_fail(err, rc, "inference failed") : 0;
+}
+
+int model_predict_ws(const kiln_model *m, const float *raw, int n, int32_t *classes, float *probs,
+                     float *ws, size_t ws_n, kiln_error *err)
+{
+    if (n <= 0)
+        return kiln_fail(err, KILN_EINVAL, "no instances");
+    if (!ws || ws_n < model_ws_floats(m, n))
+        return kiln_fail(err, KILN_EINVAL, "inference workspace too small");
+    float *feat = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+    int rows = n < WS_ROWS ? n : WS_ROWS;
+    size_t nf = pad((size_t)rows * (size_t)m->n_features);
+    float *rest = feat + nf;
+    size_t rest_n = ws_n - (size_t)(rest - ws);
+    for (int r = 0; r < n; r += rows) {
+        int k = n - r < rows ? n - r : rows;
+        int rc = preproc_apply(m->pp, raw + (size_t)r * (size_t)m->n_inputs, k, feat, err);
+        if (rc == 0)
+            rc = predict_features(m, feat, k, classes ? classes + r : NULL,
+                                  probs ? probs + (size_t)r * (size_t)m->n_outputs : NULL, rest,
+                                  rest_n, err);
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
 int model_predict(const kiln_model *m, const float *raw, int n, int32_t *classes, float *probs,
@@ -208,16 +253,12 @@ int model_predict(const kiln_model *m, const float *raw, int n, int32_t *classes
 {
     if (n <= 0)
         return kiln_fail(err, KILN_EINVAL, "no instances");
-    float stackbuf[4096];
-    size_t need = (size_t)n * (size_t)m->n_features;
-    float *feat = need <= sizeof stackbuf / sizeof stackbuf[0] ? stackbuf : malloc(need * sizeof(float));
-    if (!feat)
+    size_t need = model_ws_floats(m, n);
+    float *ws = malloc(need * sizeof(float));
+    if (!ws)
         return kiln_fail(err, KILN_ENOMEM, "out of memory for %d instances", n);
-    int rc = preproc_apply(m->pp, raw, n, feat, err);
-    if (rc == 0)
-        rc = predict_features(m, feat, n, classes, probs, err);
-    if (feat != stackbuf)
-        free(feat);
+    int rc = model_predict_ws(m, raw, n, classes, probs, ws, need, err);
+    free(ws);
     return rc;
 }
 
@@ -225,14 +266,17 @@ int model_predict_cells(const kiln_model *m, const char *const *cells, int ncell
                         float *probs, kiln_error *err)
 {
     float stackbuf[4096];
-    size_t need = (size_t)m->n_features;
-    float *feat = need <= sizeof stackbuf / sizeof stackbuf[0] ? stackbuf : malloc(need * sizeof(float));
-    if (!feat)
+    size_t need = model_ws_floats(m, 1);
+    float *ws =
+        need <= sizeof stackbuf / sizeof stackbuf[0] ? stackbuf : malloc(need * sizeof(float));
+    if (!ws)
         return kiln_fail(err, KILN_ENOMEM, "out of memory");
+    float *feat = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+    float *rest = feat + pad((size_t)m->n_features);
     int rc = preproc_apply_cells(m->pp, cells, ncells, feat, err);
     if (rc == 0)
-        rc = predict_features(m, feat, 1, cls, probs, err);
-    if (feat != stackbuf)
-        free(feat);
+        rc = predict_features(m, feat, 1, cls, probs, rest, need - (size_t)(rest - ws), err);
+    if (ws != stackbuf)
+        free(ws);
     return rc;
 }

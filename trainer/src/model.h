@@ -12,6 +12,7 @@
 #ifndef KILN_MODEL_H
 #define KILN_MODEL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <cjson/cJSON.h>
@@ -43,6 +44,14 @@ const cJSON *model_header(const kiln_model *m);
  * must be NULL). */
 int model_predict(const kiln_model *m, const float *raw, int n, int32_t *classes, float *probs,
                   kiln_error *err);
+/* The same with a caller-given workspace of ws_n floats, at least
+ * model_ws_floats(m, n), any alignment: allocates nothing, so a server
+ * thread reuses one buffer across requests. The workspace a call needs
+ * stops growing at 64 instances. Answers are the same bits as
+ * model_predict's. */
+size_t model_ws_floats(const kiln_model *m, int n);
+int model_predict_ws(const kiln_model *m, const float *raw, int n, int32_t *classes, float *probs,
+                     float *ws, size_t ws_n, kiln_error *err);
 /* One instance given as CSV cells (see preproc_apply_cells). */
 int model_predict_cells(const kiln_model *m, const char *const *cells, int ncells,
                         int32_t *cls, float *probs, kiln_error *err);

@@ -853,6 +853,202 @@ int nn_predict(const nn_model *m, const float *x, int B, float *probs)
     return 0;
 }
 
+/* ------------------------------------------------------------ inference into caller scratch */
+
+/* The model server runs one request's instances, or the few requests one
+ * pass of its event loop completed, thousands of times a second.
+ * nn_predict would allocate a slice (with gemm packing space) per call and
+ * run passes below four rows through the plain loop of nn_ops. nn_infer
+ * works in a caller-owned workspace and runs such passes row by row
+ * through a matrix-vector kernel that sums in nn_gemm's order: per
+ * NN_GEMM_KC block of inputs an FMA chain from zero, blocks added in
+ * order. So an instance gets the same bits alone as inside a batch of four
+ * or more (on CPUs with AVX2/FMA): a request's answer does not depend on
+ * what it was batched with. Inputs that are exactly zero (ReLU outputs;
+ * raw zeros when the preprocessing keeps 0 at 0) are skipped: fma(0, w, t)
+ * == t for finite weights, so skipping changes no bit. */
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_X86_MATVEC 1
+
+static int have_matvec(void)
+{
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+/* The nonzero inputs of [k0, k1) as indices into nz (branch-free: image
+ * pixels are zero or not at random, which a branch would mispredict). */
+static int nonzero(int *nz, const float *x, int k0, int k1)
+{
+    int n = 0;
+    for (int i = k0; i < k1; i++) {
+        nz[n] = i;
+        n += x[i] != 0.0f;
+    }
+    return n;
+}
+
+/* y (out) = x (in) . w (in, out), in nn_gemm's summation order; nz: room
+ * for NN_GEMM_KC indices. */
+__attribute__((target("avx2,fma"))) static void
+matvec_avx2(float *y, const float *x, const float *w, int in, int out, int *nz)
+{
+    for (int k0 = 0; k0 < in; k0 += NN_GEMM_KC) {
+        const int k1 = in - k0 < NN_GEMM_KC ? in : k0 + NN_GEMM_KC;
+        const int n = nonzero(nz, x, k0, k1);
+        int o = 0;
+        for (; o + 64 <= out; o += 64) {
+            __m256 t0 = _mm256_setzero_ps(), t1 = t0, t2 = t0, t3 = t0, t4 = t0, t5 = t0, t6 = t0,
+                   t7 = t0;
+            for (int j = 0; j < n; j++) {
+                const int i = nz[j];
+                const __m256 xi = _mm256_broadcast_ss(x + i);
+                const float *wi = w + (size_t)i * out + o;
+                t0 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(wi), t0);
+                t1 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(wi + 8), t1);
+                t2 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(wi + 16), t2);
+                t3 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(wi + 24), t3);
+                t4 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(wi + 32), t4);
+                t5 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(wi + 40), t5);
+                t6 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(wi + 48), t6);
+                t7 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(wi + 56), t7);
+            }
+            float *yo = y + o;
+            if (k0 > 0) {
+                t0 = _mm256_add_ps(t0, _mm256_loadu_ps(yo));
+                t1 = _mm256_add_ps(t1, _mm256_loadu_ps(yo + 8));
+                t2 = _mm256_add_ps(t2, _mm256_loadu_ps(yo + 16));
+                t3 = _mm256_add_ps(t3, _mm256_loadu_ps(yo + 24));
+                t4 = _mm256_add_ps(t4, _mm256_loadu_ps(yo + 32));
+                t5 = _mm256_add_ps(t5, _mm256_loadu_ps(yo + 40));
+                t6 = _mm256_add_ps(t6, _mm256_loadu_ps(yo + 48));
+                t7 = _mm256_add_ps(t7, _mm256_loadu_ps(yo + 56));
+            }
+            _mm256_storeu_ps(yo, t0);
+            _mm256_storeu_ps(yo + 8, t1);
+            _mm256_storeu_ps(yo + 16, t2);
+            _mm256_storeu_ps(yo + 24, t3);
+            _mm256_storeu_ps(yo + 32, t4);
+            _mm256_storeu_ps(yo + 40, t5);
+            _mm256_storeu_ps(yo + 48, t6);
+            _mm256_storeu_ps(yo + 56, t7);
+        }
+        for (; o + 8 <= out; o += 8) {
+            __m256 t = _mm256_setzero_ps();
+            for (int j = 0; j < n; j++)
+                t = _mm256_fmadd_ps(_mm256_broadcast_ss(x + nz[j]),
+                                    _mm256_loadu_ps(w + (size_t)nz[j] * out + o), t);
+            if (k0 > 0)
+                t = _mm256_add_ps(t, _mm256_loadu_ps(y + o));
+            _mm256_storeu_ps(y + o, t);
+        }
+        for (; o < out; o++) {
+            float t = 0.0f;
+            for (int j = 0; j < n; j++)
+                t = fmaf(x[nz[j]], w[(size_t)nz[j] * out + o], t);
+            y[o] = k0 > 0 ? t + y[o] : t;
+        }
+    }
+}
+#else
+static int have_matvec(void)
+{
+    return 0;
+}
+#endif
+
+/* Rows per pass: the batched path's chunk, so both use the same kernels
+ * for the same row counts. */
+static int infer_cap(int B)
+{
+    return B < PREDICT_CHUNK ? B : PREDICT_CHUNK;
+}
+
+/* 1 when dense layers may run through matvec_avx2: a dense-only model,
+ * the fast kernels on and a CPU with AVX2/FMA. */
+static int matvec_ok(const nn_model *m)
+{
+    if (m->ref || !have_matvec())
+        return 0;
+    for (int l = 0; l < m->n_ops; l++)
+        if (m->ops[l].kind != OP_DENSE)
+            return 0;
+    return 1;
+}
+
+/* Passes of fewer than 4 rows need only the activations: no gemm packing
+ * space, no im2col. */
+static size_t infer_layout(const nn_model *m, slice *s, float *mem, int cap)
+{
+    memset(s, 0, sizeof *s);
+    s->cap = cap;
+    if (cap >= 4 || !matvec_ok(m))
+        return slice_layout(m, s, mem, 0);
+    size_t off = 0;
+    for (int l = 0; l < m->n_ops; l++) {
+        s->act[l] = mem ? mem + off : NULL;
+        off += round_up((size_t)cap * m->ops[l].out);
+    }
+    return off;
+}
+
+/* n rows, one at a time, through matvec_avx2 (the first row of each op's
+ * activations is the only one used). */
+static void infer_rows_matvec(const nn_model *m, slice *s, const float *x, int n, float *probs)
+{
+#ifdef HAVE_X86_MATVEC
+    const int in = m->ops[0].in, k = m->a.n_classes;
+    int nz[NN_GEMM_KC];
+    for (int r = 0; r < n; r++) {
+        const float *h = x + (size_t)r * in;
+        for (int l = 0; l < m->n_ops; l++) {
+            const op *o = &m->ops[l];
+            matvec_avx2(s->act[l], h, m->params + o->w_off, o->in, o->out, nz);
+            nn_ops_bias_act(s->act[l], m->params + o->b_off, 1, o->out, o->act);
+            h = s->act[l];
+        }
+        nn_ops_softmax(probs + (size_t)r * k, h, 1, k);
+    }
+#else
+    (void)m, (void)s, (void)x, (void)n, (void)probs;
+#endif
+}
+
+size_t nn_infer_scratch(const nn_model *m, int B)
+{
+    slice s;
+    return infer_layout(m, &s, NULL, infer_cap(B > 0 ? B : 1)) + ALIGN_FLOATS;
+}
+
+int nn_infer(const nn_model *m, const float *x, int B, float *probs, float *scratch,
+             size_t scratch_n)
+{
+    if (B < 0 || (B > 0 && (!x || !probs || !scratch)))
+        return KILN_EINVAL;
+    if (B == 0)
+        return 0;
+    if (scratch_n < nn_infer_scratch(m, B))
+        return KILN_EINVAL;
+    /* 64-byte sub-buffers whatever the caller's alignment */
+    float *mem = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    slice s;
+    const int cap = infer_cap(B), mv = matvec_ok(m);
+    infer_layout(m, &s, mem, cap);
+    const int in = m->ops[0].in, k = m->a.n_classes;
+    for (int r = 0; r < B; r += cap) {
+        int n = B - r < cap ? B - r : cap;
+        /* the batched kernels below 4 rows would sum in another order */
+        if (mv && n < 4) {
+            infer_rows_matvec(m, &s, x + (size_t)r * in, n, probs + (size_t)r * k);
+            continue;
+        }
+        forward(m, &s, x + (size_t)r * in, n, NULL, 0, 0);
+        nn_ops_softmax(probs + (size_t)r * k, s.act[m->n_ops - 1], n, k);
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ gradient check */
 
 /* Central difference of the loss in parameter i with step eps. */

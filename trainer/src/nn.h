@@ -90,6 +90,17 @@ int nn_train_batch(nn_model *m, nn_optim *o, const float *x, const int32_t *y, i
 /* Inference without dropout: probs (B, n_classes) softmax outputs. */
 int nn_predict(const nn_model *m, const float *x, int B, float *probs);
 
+/* Inference like nn_predict, in a caller-given workspace of scratch_n
+ * floats, at least nn_infer_scratch(m, B) (any alignment): allocates
+ * nothing, so a server thread reuses one buffer for every request. Passes
+ * of fewer than four rows of a dense-only model run through a
+ * matrix-vector kernel that sums in the batched kernels' order, so on CPUs
+ * with AVX2/FMA an instance gets the same probabilities whatever the size
+ * of its batch. KILN_EINVAL when the workspace is too small. */
+size_t nn_infer_scratch(const nn_model *m, int B);
+int nn_infer(const nn_model *m, const float *x, int B, float *probs, float *scratch,
+             size_t scratch_n);
+
 /* Threads for the BLAS and the engine's own kernels (>= 1). A process-wide
  * setting read at each training step; the engine's kernels do not use
  * OpenBLAS, so its thread count is left alone. */
