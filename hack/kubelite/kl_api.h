@@ -3,7 +3,9 @@
  * watch stream) out. Discovery, OpenAPI, CRUD with resourceVersion and
  * generation, status and scale subresources, the four patch types, list
  * selectors and pagination, watches from the history ring, finalizers,
- * CRD registration and the request log.
+ * CRD registration and the request log. Implemented in kl_api.c (entry
+ * points, routing) and kl_api_admit.c, kl_api_list.c, kl_api_write.c,
+ * kl_api_delete.c, which share kl_api_int.h.
  *
  * Single-threaded: the HTTP service thread calls everything here.
  * Ownership: kl_api_new()/kl_api_free(); a kl_resp is caller storage,
@@ -78,6 +80,11 @@ int kl_api_net_octet(const kl_api *api);
 void kl_api_handle(kl_api *api, const kl_req *req, kl_resp *resp);
 
 void kl_resp_release(kl_resp *resp);
+
+/* Writes out the buffered request log lines. The server calls it before
+ * sending a reply, so a client that got its answer finds its request in
+ * DIR/requests.log. */
+void kl_api_flush_log(kl_api *api);
 
 /* Appends the next events of w to a new buffer (*out, caller frees; *len 0
  * when nothing is pending). Returns 1 when the stream must end after this

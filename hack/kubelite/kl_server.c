@@ -5,7 +5,17 @@
  * in pieces -> transaction completed (keep-alive). Watches and log follows
  * stay in a streaming state and write one chunk per writable callback.
  * Chunked framing is written here, since lws only frames chunks for its
- * own file serving. */
+ * own file serving.
+ *
+ * Group commit: a request's writes go to the store's log without waiting,
+ * and its reply (headers included) is held until the store's syncer
+ * thread reports that an fdatasync covered them. The syncer wakes this
+ * thread with lws_cancel_service(); on LWS_CALLBACK_EVENT_WAIT_CANCELLED
+ * the held replies whose writes are now durable are asked to write. The
+ * watchers are woken for the newly durable events at once when they were
+ * last woken more than WATCH_BATCH_US ago, else at that mark: one wake-up
+ * per fsync would cost every watcher a send per fsync, which under load
+ * costs more CPU than the writes themselves. */
 #include "kl_server.h"
 
 #include <libwebsockets.h>
@@ -19,6 +29,9 @@
 
 #define MAX_BODY (64u << 20)
 #define PIECE 65536
+/* Under load, the longest extra delay of a watch event behind the fsync
+ * that made it durable, to batch events per watcher. */
+#define WATCH_BATCH_US 10000
 
 struct kl_server {
     struct lws_context *ctx;
@@ -32,15 +45,21 @@ struct kl_server {
     void *tick_ctx[8];
     int n_ticks;
     uint64_t last_rv;
-    uint64_t flushed;      /* store write count made durable */
-    int flush_scheduled;
-    lws_sorted_usec_list_t fsul;
+    struct pss *held;      /* replies waiting for the group commit */
+    lws_sorted_usec_list_t wsul;
+    int watch_kick_scheduled;
+    lws_usec_t last_watch_kick;
+    int sync_err_logged;
 };
 
 enum { ST_IDLE, ST_BODY, ST_RESP, ST_WATCH, ST_LOG, ST_DONE };
 
 typedef struct pss {
     int state;
+    /* on the server's held list while need > 0 */
+    struct pss *hnext, *hprev;
+    struct lws *wsi;
+    kl_server *srv;
     char method[8];
     char *path;
     char *qbuf[KL_MAX_QUERY];
@@ -62,11 +81,37 @@ typedef struct pss {
     char rctype[128];
     char warning[512];
     int retry_after;
-    uint64_t need; /* store write count that must be durable first */
+    uint64_t need; /* log records that must be durable first (0: none) */
 } pss;
+
+static void unhold(pss *p)
+{
+    if (!p->srv)
+        return;
+    if (p->hprev)
+        p->hprev->hnext = p->hnext;
+    else
+        p->srv->held = p->hnext;
+    if (p->hnext)
+        p->hnext->hprev = p->hprev;
+    p->hnext = p->hprev = NULL;
+    p->srv = NULL;
+}
+
+static void hold(kl_server *s, pss *p, struct lws *wsi)
+{
+    p->wsi = wsi;
+    p->srv = s;
+    p->hprev = NULL;
+    p->hnext = s->held;
+    if (s->held)
+        s->held->hprev = p;
+    s->held = p;
+}
 
 static void pss_reset(pss *p)
 {
+    unhold(p);
     free(p->path);
     for (int i = 0; i < p->nq; i++)
         free(p->qbuf[i]);
@@ -162,70 +207,137 @@ static int authorized(kl_server *s, struct lws *wsi, pss *p)
     return 0;
 }
 
-/* Writes the status line and headers. len < 0: chunked stream. */
+/* Writes the status line and headers, followed in the same write by body
+ * (body_len bytes, may be 0) when given. len < 0: chunked stream. One
+ * send per small reply instead of two halves the syscalls, TCP segments
+ * and client wake-ups per request. */
 static int write_headers(struct lws *wsi, int code, const char *ctype, long len,
-                         const char *warning, int retry_after)
+                         const char *warning, int retry_after, const char *body,
+                         size_t body_len)
 {
-    unsigned char buf[LWS_PRE + 2048];
-    unsigned char *start = buf + LWS_PRE, *pp = start, *end = buf + sizeof(buf) - 1;
-    if (lws_add_http_header_status(wsi, (unsigned)code, &pp, end))
+    size_t cap = LWS_PRE + 2048 + body_len;
+    unsigned char stack[LWS_PRE + 2048 + 2048];
+    unsigned char *buf = cap <= sizeof(stack) ? stack : malloc(cap);
+    if (!buf)
         return -1;
+    int rc = -1;
+    unsigned char *start = buf + LWS_PRE, *pp = start, *end = buf + LWS_PRE + 2048 - 1;
+    if (lws_add_http_header_status(wsi, (unsigned)code, &pp, end))
+        goto out;
     if (ctype && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
                                               (const unsigned char *)ctype, (int)strlen(ctype),
                                               &pp, end))
-        return -1;
+        goto out;
     if (len >= 0) {
         if (lws_add_http_header_content_length(wsi, (lws_filepos_t)len, &pp, end))
-            return -1;
+            goto out;
     } else {
         static const char te[] = "chunked";
         if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING,
                                          (const unsigned char *)te, 7, &pp, end))
-            return -1;
+            goto out;
     }
     static const char cc[] = "no-cache, private";
     if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
                                      (const unsigned char *)cc, (int)strlen(cc), &pp, end))
-        return -1;
+        goto out;
     if (warning && warning[0]) {
         char w[600];
         snprintf(w, sizeof(w), "299 - \"%s\"", warning);
         if (lws_add_http_header_by_name(wsi, (const unsigned char *)"warning:",
                                         (const unsigned char *)w, (int)strlen(w), &pp, end))
-            return -1;
+            goto out;
     }
     if (retry_after > 0) {
         char ra[16];
         snprintf(ra, sizeof(ra), "%d", retry_after);
         if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_RETRY_AFTER,
                                          (const unsigned char *)ra, (int)strlen(ra), &pp, end))
-            return -1;
+            goto out;
     }
-    if (lws_finalize_write_http_header(wsi, start, &pp, end))
-        return -1;
-    return 0;
+    if (lws_finalize_http_header(wsi, &pp, end))
+        goto out;
+    if (body && body_len) {
+        memcpy(pp, body, body_len);
+        pp += body_len;
+    }
+    if (lws_write(wsi, start, (size_t)(pp - start), LWS_WRITE_HTTP_HEADERS) < 0)
+        goto out;
+    rc = 0;
+out:
+    if (buf != stack)
+        free(buf);
+    return rc;
 }
 
-static void flush_cb(lws_sorted_usec_list_t *sul)
+/* Called on the store's syncer thread after each fdatasync. */
+static void wake_loop(void *ctx)
 {
-    kl_server *s = lws_container_of(sul, kl_server, fsul);
-    kiln_error err = {0};
-    s->flush_scheduled = 0;
-    kl_store *st = kl_api_store(s->api);
-    uint64_t w = kl_store_writes(st);
-    if (kl_store_flush(st, &err) != 0)
-        klog(KLOG_ERROR, "store flush failed", KS("error", err.msg), KEND);
-    s->flushed = w;
+    kl_server *s = ctx;
+    lws_cancel_service(s->ctx);
+}
+
+static void watch_kick(lws_sorted_usec_list_t *sul)
+{
+    kl_server *s = lws_container_of(sul, kl_server, wsul);
+    s->watch_kick_scheduled = 0;
+    s->last_watch_kick = lws_now_usecs();
     kl_server_kick(s);
 }
 
-static void schedule_flush(kl_server *s)
+/* On the service thread after the syncer's wake-up: releases the held
+ * replies that are now durable (or failed) and schedules the watchers. */
+static void on_durable(kl_server *s)
 {
-    if (s->flush_scheduled)
-        return;
-    s->flush_scheduled = 1;
-    /* Runs after the requests already readable in this loop pass. */
-    lws_sul_schedule(s->ctx, 0, &s->fsul, flush_cb, 1);
+    kl_store *st = kl_api_store(s->api);
+    uint64_t d = kl_store_durable(st);
+    int failed = kl_store_sync_error(st) != 0;
+    if (failed && !s->sync_err_logged) {
+        s->sync_err_logged = 1;
+        klog(KLOG_ERROR, "write-ahead log fsync failed: writes are refused from now on",
+             KS("error", strerror(kl_store_sync_error(st))), KEND);
+    }
+    for (pss *p = s->held, *next; p; p = next) {
+        next = p->hnext;
+        if (p->need <= d || failed) {
+            struct lws *wsi = p->wsi;
+            unhold(p);
+            lws_callback_on_writable(wsi);
+        }
+    }
+    if (!s->watch_kick_scheduled) {
+        lws_usec_t wait = s->last_watch_kick + WATCH_BATCH_US - lws_now_usecs();
+        if (wait <= 0) {
+            s->last_watch_kick = lws_now_usecs();
+            kl_server_kick(s);
+        } else {
+            s->watch_kick_scheduled = 1;
+            lws_sul_schedule(s->ctx, 0, &s->wsul, watch_kick, wait);
+        }
+    }
+}
+
+/* A reply held for a write the log failed to make durable becomes a 500:
+ * the write may be lost, so it must not be acknowledged. */
+static int fail_held(pss *p)
+{
+    if (p->state != ST_RESP || !p->hdr_pending)
+        return -1;
+    free(p->out);
+    static const char msg[] = "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},"
+                              "\"status\":\"Failure\",\"message\":\"storage: fsync of the "
+                              "write-ahead log failed\",\"reason\":\"InternalError\",\"code\":500}";
+    p->out = strdup(msg);
+    if (!p->out)
+        return -1;
+    p->out_len = strlen(msg);
+    p->out_off = 0;
+    p->code = 500;
+    p->len = (long)p->out_len;
+    snprintf(p->rctype, sizeof(p->rctype), "application/json");
+    p->warning[0] = 0;
+    p->need = 0;
+    return 0;
 }
 
 static void handle(kl_server *s, struct lws *wsi, pss *p)
@@ -254,8 +366,8 @@ static void handle(kl_server *s, struct lws *wsi, pss *p)
     } else {
         kl_api_handle(s->api, &req, &resp);
     }
-    /* Watchers are woken by the group commit (flush_cb), so they only see
-     * durable writes and get them in batches. */
+    /* Watchers are woken after the group commit (on_durable), so they
+     * only see durable writes and get them in batches. */
     if (resp.watch) {
         p->watch = resp.watch;
         resp.watch = NULL;
@@ -282,13 +394,16 @@ static void handle(kl_server *s, struct lws *wsi, pss *p)
         p->retry_after = resp.retry_after;
     }
     p->hdr_pending = 1;
-    /* Group commit: the reply waits for the fsync covering its writes. */
+    /* Group commit: the reply waits for the fsync covering every write
+     * made so far, its own and those it may have read; on_durable asks
+     * for the write then. */
     kl_store *st = kl_api_store(s->api);
-    p->need = kl_store_dirty(st) ? kl_store_writes(st) : 0;
-    if (p->need)
-        schedule_flush(s);
+    p->need = kl_store_dirty(st) ? kl_store_appended(st) : 0;
     kl_resp_release(&resp);
-    lws_callback_on_writable(wsi);
+    if (p->need)
+        hold(s, p, wsi);
+    else
+        lws_callback_on_writable(wsi);
 }
 
 /* Writes one chunk (framed) of data; final adds the terminator. */
@@ -340,18 +455,32 @@ static int writeable(kl_server *s, struct lws *wsi, pss *p)
 {
     if (p->state == ST_IDLE || p->state == ST_BODY)
         return 0;
-    if (p->need > s->flushed)
-        return 0; /* not durable yet; the flush kicks us again */
+    if (p->need) {
+        kl_store *st = kl_api_store(s->api);
+        if (p->need > kl_store_durable(st)) {
+            if (!kl_store_sync_error(st))
+                return 0; /* not durable yet; on_durable wakes us */
+            if (fail_held(p))
+                return -1;
+        }
+        p->need = 0;
+    }
     if (p->hdr_pending && !p->ws) {
         p->hdr_pending = 0;
-        if (write_headers(wsi, p->code, p->rctype, p->len, p->warning, p->retry_after))
-            return -1;
-        /* Small replies go out in the same pass; lws buffers what the
-         * socket does not take at once. */
-        if (p->state != ST_RESP || p->out_len > PIECE) {
-            lws_callback_on_writable(wsi);
-            return 0;
+        kl_api_flush_log(s->api);
+        /* A small reply goes out whole with its headers; lws buffers what
+         * the socket does not take at once. */
+        if (p->state == ST_RESP && p->out_len <= PIECE) {
+            if (write_headers(wsi, p->code, p->rctype, p->len, p->warning, p->retry_after,
+                              p->out, p->out_len))
+                return -1;
+            pss_reset(p);
+            return lws_http_transaction_completed(wsi) ? -1 : 0;
         }
+        if (write_headers(wsi, p->code, p->rctype, p->len, p->warning, p->retry_after, NULL, 0))
+            return -1;
+        lws_callback_on_writable(wsi);
+        return 0;
     }
     if (p->state == ST_RESP) {
         size_t left = p->out_len - p->out_off;
@@ -530,6 +659,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     case LWS_CALLBACK_RECEIVE:
         return 0; /* incoming messages are ignored */
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        /* p is NULL here: this is the syncer's wake-up, not a connection. */
+        if (s)
+            on_durable(s);
+        return 0;
     case LWS_CALLBACK_CLOSED:
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
@@ -552,8 +686,7 @@ static void tick(lws_sorted_usec_list_t *sul)
     kl_server *s = lws_container_of(sul, kl_server, sul);
     for (int i = 0; i < s->n_ticks; i++)
         s->ticks[i](s->tick_ctx[i]);
-    if (kl_store_dirty(kl_api_store(s->api)))
-        schedule_flush(s);
+    kl_api_flush_log(s->api); /* WebSocket requests send no reply headers */
     /* Controllers may have written; watches also need timeouts and bookmarks. */
     s->last_rv = kl_store_rv(kl_api_store(s->api));
     kl_server_kick(s);
@@ -603,8 +736,12 @@ int kl_server_new(const kl_server_opts *o, kl_api *api, kl_server **out, kiln_er
     s->vh = lws_get_vhost_by_name(s->ctx, "default");
     s->port = s->vh ? lws_get_vhost_listen_port(s->vh) : o->port;
     s->last_rv = kl_store_rv(kl_api_store(api));
-    kl_store_set_deferred(kl_api_store(api), 1);
-    s->flushed = kl_store_writes(kl_api_store(api));
+    int rc = kl_store_start_syncer(kl_api_store(api), wake_loop, s, err);
+    if (rc) {
+        lws_context_destroy(s->ctx);
+        free(s);
+        return rc;
+    }
     lws_sul_schedule(s->ctx, 0, &s->sul, tick, 100 * LWS_US_PER_MS);
     *out = s;
     return 0;
@@ -614,7 +751,9 @@ void kl_server_free(kl_server *s)
 {
     if (!s)
         return;
-    kl_store_flush(kl_api_store(s->api), NULL);
+    /* The syncer must not wake a destroyed context. */
+    kl_store_stop_syncer(kl_api_store(s->api), NULL);
+    lws_sul_cancel(&s->wsul);
     lws_context_destroy(s->ctx);
     free(s);
 }

@@ -6,31 +6,61 @@
  * resource keys never contain tabs or newlines (API validation), and cJSON
  * prints JSON unformatted on one line. At open the log is replayed, then
  * rewritten as a snapshot (put lines only, plus "R\t<rv>") so it does not
- * grow across restarts. */
+ * grow across restarts.
+ *
+ * Objects of one resource live in a hash table keyed by (namespace, name),
+ * so a get, put or delete costs O(1) however many objects there are. Lists
+ * are returned sorted: a sorted array of the entries is kept beside the
+ * hash, new entries wait in an unsorted "pending" array and deleted ones
+ * stay as dead entries until the next list sorts the pending ones and
+ * merges them in (O(pending log pending + n), and a list is O(n) anyway).
+ *
+ * Group commit: the syncer thread shares only the log's file descriptor
+ * and the appended/durable marks (under mu); everything else belongs to
+ * the thread that owns the store. Writers that wait for their reply come
+ * back one round trip after an fsync released them, just after the next
+ * fsync started, so each write would wait for two fsyncs. The syncer
+ * therefore gathers a batch first: it waits until as many records as the
+ * last batch had are pending, or at most GATHER_MAX_NS (and never longer
+ * than the last fsync took), the way databases use a commit delay. */
 #include "kl_store.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+/* Longest wait for a batch to fill before an fdatasync. */
+#define GATHER_MAX_NS 2000000
 
 typedef struct entry {
     char *ns;
     char *name;
     cJSON *obj;
+    uint64_t hash;
+    int dead; /* deleted; freed at the next merge */
 } entry;
 
 typedef struct table {
     char *rkey;
-    entry *e;
-    size_t n, cap;
+    entry **slots; /* open addressing, linear probing; NULL = empty */
+    size_t n_slots, n_live;
+    entry **sorted; /* by (ns, name); may hold dead entries */
+    size_t n_sorted;
+    entry **pending; /* live or dead entries not yet in sorted */
+    size_t n_pending, cap_pending;
+    size_t n_dead;
 } table;
 
 struct kl_store {
     table *tabs;
     size_t n_tabs;
+    size_t last_tab; /* index of the last table looked up (cache) */
     uint64_t rv;
     kl_event *ring;
     size_t cap, head, count; /* oldest at head */
@@ -39,17 +69,242 @@ struct kl_store {
     char *path;
     int sync;
     int deferred;
-    int dirty;
     uint64_t writes;
+    /* WAL records appended and made durable; the rv of the last of each. */
+    uint64_t app_seq, app_rv;
+    _Atomic uint64_t dur_seq, dur_rv;
+    _Atomic uint64_t syncs, sync_ns; /* fdatasyncs of the log, time in them */
+    _Atomic int sync_err; /* errno of a failed fdatasync: sticky */
+    /* syncer thread */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thr;
+    int thr_on, stop;
+    /* The syncer sleeps until app_seq reaches wake_at: a signal per
+     * record would cost a futex wake-up and a context switch per write. */
+    uint64_t wake_at;
+    kl_store_wake_fn wake;
+    void *wake_ctx;
 };
 
-/* ---- tables ---- */
+/* ---- hash tables ---- */
+
+static uint64_t key_hash(const char *ns, const char *name)
+{
+    /* FNV-1a over "ns\0name". */
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)ns; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h;
+}
+
+static int cmp_key(const char *ns1, const char *n1, const char *ns2, const char *n2)
+{
+    int c = strcmp(ns1, ns2);
+    return c ? c : strcmp(n1, n2);
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+    const entry *x = *(entry *const *)a, *y = *(entry *const *)b;
+    return cmp_key(x->ns, x->name, y->ns, y->name);
+}
+
+/* Slot holding the key, or the empty slot where it would go. */
+static size_t slot_of(const table *t, const char *ns, const char *name, uint64_t h)
+{
+    size_t mask = t->n_slots - 1, i = (size_t)h & mask;
+    while (t->slots[i]) {
+        const entry *e = t->slots[i];
+        if (e->hash == h && !strcmp(e->name, name) && !strcmp(e->ns, ns))
+            return i;
+        i = (i + 1) & mask;
+    }
+    return i;
+}
+
+static entry *tab_find(const table *t, const char *ns, const char *name)
+{
+    if (!t->n_slots)
+        return NULL;
+    return t->slots[slot_of(t, ns, name, key_hash(ns, name))];
+}
+
+static int tab_grow(table *t)
+{
+    size_t nn = t->n_slots ? t->n_slots * 2 : 64;
+    entry **ns = calloc(nn, sizeof(*ns));
+    if (!ns)
+        return KILN_ENOMEM;
+    for (size_t i = 0; i < t->n_slots; i++) {
+        entry *e = t->slots[i];
+        if (!e)
+            continue;
+        size_t j = (size_t)e->hash & (nn - 1);
+        while (ns[j])
+            j = (j + 1) & (nn - 1);
+        ns[j] = e;
+    }
+    free(t->slots);
+    t->slots = ns;
+    t->n_slots = nn;
+    return 0;
+}
+
+/* Removes slot i, shifting back the entries of its probe chain so lookups
+ * need no tombstones. */
+static void slot_remove(table *t, size_t i)
+{
+    size_t mask = t->n_slots - 1, j = i;
+    t->slots[i] = NULL;
+    for (;;) {
+        j = (j + 1) & mask;
+        entry *e = t->slots[j];
+        if (!e)
+            return;
+        size_t home = (size_t)e->hash & mask;
+        /* An entry whose home lies cyclically in (i, j] is still reachable
+         * from it; any other must move into the hole at i. */
+        if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
+            continue;
+        t->slots[i] = e;
+        t->slots[j] = NULL;
+        i = j;
+    }
+}
+
+static int push(entry ***arr, size_t *n, size_t *cap, entry *e)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        entry **na = realloc(*arr, nc * sizeof(*na));
+        if (!na)
+            return KILN_ENOMEM;
+        *arr = na;
+        *cap = nc;
+    }
+    (*arr)[(*n)++] = e;
+    return 0;
+}
+
+static void entry_free(entry *e)
+{
+    free(e->ns);
+    free(e->name);
+    cJSON_Delete(e->obj);
+    free(e);
+}
+
+/* Sorts pending entries into the sorted array and frees dead ones. */
+static int tab_merge(table *t)
+{
+    if (!t->n_pending && !t->n_dead)
+        return 0;
+    size_t need = t->n_sorted + t->n_pending;
+    entry **out = malloc((need ? need : 1) * sizeof(*out));
+    if (!out)
+        return KILN_ENOMEM;
+    if (t->n_pending > 1)
+        qsort(t->pending, t->n_pending, sizeof(entry *), cmp_entry);
+    size_t i = 0, j = 0, k = 0;
+    while (i < t->n_sorted || j < t->n_pending) {
+        entry *e;
+        if (j == t->n_pending || (i < t->n_sorted && cmp_entry(&t->sorted[i], &t->pending[j]) <= 0))
+            e = t->sorted[i++];
+        else
+            e = t->pending[j++];
+        if (e->dead)
+            entry_free(e);
+        else
+            out[k++] = e;
+    }
+    free(t->sorted);
+    t->sorted = out;
+    t->n_sorted = k;
+    t->n_pending = 0;
+    t->n_dead = 0;
+    return 0;
+}
+
+/* Puts obj (taken on success) into the table; *old receives the previous
+ * object (caller owns) or NULL. */
+static int tab_put(table *t, const char *ns, const char *name, cJSON *obj, cJSON **old)
+{
+    *old = NULL;
+    if ((t->n_live + 1) * 10 > t->n_slots * 7 && tab_grow(t))
+        return KILN_ENOMEM;
+    uint64_t h = key_hash(ns, name);
+    size_t i = slot_of(t, ns, name, h);
+    if (t->slots[i]) {
+        *old = t->slots[i]->obj;
+        t->slots[i]->obj = obj;
+        return 0;
+    }
+    entry *e = calloc(1, sizeof(*e));
+    if (!e || !(e->ns = strdup(ns)) || !(e->name = strdup(name)) ||
+        push(&t->pending, &t->n_pending, &t->cap_pending, e)) {
+        if (e) {
+            free(e->ns);
+            free(e->name);
+        }
+        free(e);
+        return KILN_ENOMEM;
+    }
+    e->hash = h;
+    e->obj = obj;
+    t->slots[i] = e;
+    t->n_live++;
+    return 0;
+}
+
+/* Removes the key; returns its object (caller owns) or NULL. */
+static cJSON *tab_del(table *t, const char *ns, const char *name)
+{
+    if (!t->n_slots)
+        return NULL;
+    size_t i = slot_of(t, ns, name, key_hash(ns, name));
+    entry *e = t->slots[i];
+    if (!e)
+        return NULL;
+    slot_remove(t, i);
+    t->n_live--;
+    cJSON *o = e->obj;
+    e->obj = NULL;
+    e->dead = 1;
+    t->n_dead++;
+    /* Without lists nothing would free dead entries: merge once they are
+     * as many as the live ones (amortized O(1) per delete). */
+    if (t->n_dead > t->n_live + 64)
+        tab_merge(t);
+    return o;
+}
+
+static void tab_release(table *t)
+{
+    tab_merge(t);
+    for (size_t i = 0; i < t->n_sorted; i++)
+        entry_free(t->sorted[i]);
+    /* A failed merge leaves entries in pending. */
+    for (size_t i = 0; i < t->n_pending; i++)
+        entry_free(t->pending[i]);
+    free(t->sorted);
+    free(t->pending);
+    free(t->slots);
+    free(t->rkey);
+}
 
 static table *find_tab(kl_store *st, const char *rkey, int create)
 {
+    if (st->last_tab < st->n_tabs && !strcmp(st->tabs[st->last_tab].rkey, rkey))
+        return &st->tabs[st->last_tab];
     for (size_t i = 0; i < st->n_tabs; i++)
-        if (strcmp(st->tabs[i].rkey, rkey) == 0)
+        if (strcmp(st->tabs[i].rkey, rkey) == 0) {
+            st->last_tab = i;
             return &st->tabs[i];
+        }
     if (!create)
         return NULL;
     table *nt = realloc(st->tabs, (st->n_tabs + 1) * sizeof(*nt));
@@ -60,76 +315,8 @@ static table *find_tab(kl_store *st, const char *rkey, int create)
     memset(t, 0, sizeof(*t));
     if (!(t->rkey = strdup(rkey)))
         return NULL;
-    st->n_tabs++;
+    st->last_tab = st->n_tabs++;
     return t;
-}
-
-static int cmp_key(const char *ns1, const char *n1, const char *ns2, const char *n2)
-{
-    int c = strcmp(ns1, ns2);
-    return c ? c : strcmp(n1, n2);
-}
-
-/* Index of the key, or -(insertion point)-1. */
-static long tab_search(const table *t, const char *ns, const char *name)
-{
-    long lo = 0, hi = (long)t->n - 1;
-    while (lo <= hi) {
-        long mid = (lo + hi) / 2;
-        int c = cmp_key(t->e[mid].ns, t->e[mid].name, ns, name);
-        if (c == 0)
-            return mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid - 1;
-    }
-    return -lo - 1;
-}
-
-/* Puts obj (taken) into the table; *old receives the previous object
- * (caller owns) or NULL. */
-static int tab_put(table *t, const char *ns, const char *name, cJSON *obj, cJSON **old)
-{
-    *old = NULL;
-    long i = tab_search(t, ns, name);
-    if (i >= 0) {
-        *old = t->e[i].obj;
-        t->e[i].obj = obj;
-        return 0;
-    }
-    size_t at = (size_t)(-i - 1);
-    if (t->n == t->cap) {
-        size_t nc = t->cap ? t->cap * 2 : 16;
-        entry *ne = realloc(t->e, nc * sizeof(*ne));
-        if (!ne)
-            return KILN_ENOMEM;
-        t->e = ne;
-        t->cap = nc;
-    }
-    entry e = {strdup(ns), strdup(name), obj};
-    if (!e.ns || !e.name) {
-        free(e.ns);
-        free(e.name);
-        return KILN_ENOMEM;
-    }
-    memmove(&t->e[at + 1], &t->e[at], (t->n - at) * sizeof(entry));
-    t->e[at] = e;
-    t->n++;
-    return 0;
-}
-
-static cJSON *tab_del(table *t, const char *ns, const char *name)
-{
-    long i = tab_search(t, ns, name);
-    if (i < 0)
-        return NULL;
-    cJSON *o = t->e[i].obj;
-    free(t->e[i].ns);
-    free(t->e[i].name);
-    memmove(&t->e[i], &t->e[i + 1], (t->n - (size_t)i - 1) * sizeof(entry));
-    t->n--;
-    return o;
 }
 
 /* ---- history ---- */
@@ -144,13 +331,15 @@ static void ev_release(kl_event *e)
     memset(e, 0, sizeof(*e));
 }
 
-/* Records an event; obj and prev are taken. */
+/* Records an event; obj, prev and json (obj printed, may be NULL) are
+ * taken. */
 static void record(kl_store *st, int type, const char *rkey, const char *ns, cJSON *obj,
-                   cJSON *prev)
+                   cJSON *prev, char *json)
 {
     if (!st->cap) {
         cJSON_Delete(obj);
         cJSON_Delete(prev);
+        free(json);
         st->floor = st->rv;
         return;
     }
@@ -168,8 +357,9 @@ static void record(kl_store *st, int type, const char *rkey, const char *ns, cJS
     e->ns = strdup(ns);
     e->obj = obj;
     e->prev = prev;
-    e->json = cJSON_PrintUnformatted(obj);
-    if (!e->rkey || !e->ns) {
+    e->json = json ? json : cJSON_PrintUnformatted(obj);
+    e->json_len = e->json ? strlen(e->json) : 0;
+    if (!e->rkey || !e->ns || !e->obj) {
         /* Out of memory: drop history instead of serving a partial event. */
         ev_release(e);
         st->floor = st->rv;
@@ -180,10 +370,21 @@ static void record(kl_store *st, int type, const char *rkey, const char *ns, cJS
 
 /* ---- WAL ---- */
 
-static int wal_write(kl_store *st, const char *line, size_t len, kiln_error *err)
+static int durable_always(const kl_store *st)
+{
+    return st->fd < 0 || !st->sync;
+}
+
+/* Appends one record whose resourceVersion is rv. Without group commit
+ * (deferred off) it is durable before this returns. */
+static int wal_write(kl_store *st, const char *line, size_t len, uint64_t rv, kiln_error *err)
 {
     if (st->fd < 0)
         return 0;
+    int se = atomic_load(&st->sync_err);
+    if (se)
+        return kiln_fail(err, KILN_EIO, "an earlier fsync of %s failed: %s", st->path,
+                         strerror(se));
     size_t off = 0;
     while (off < len) {
         ssize_t w = write(st->fd, line + off, len - off);
@@ -194,26 +395,48 @@ static int wal_write(kl_store *st, const char *line, size_t len, kiln_error *err
         }
         off += (size_t)w;
     }
-    if (st->sync && st->deferred) {
-        st->dirty = 1;
-        return 0;
+    if (st->sync && !st->deferred) {
+        if (fdatasync(st->fd) != 0)
+            return kiln_fail(err, KILN_EIO, "fsync %s: %s", st->path, strerror(errno));
+        atomic_fetch_add(&st->syncs, 1);
     }
-    if (st->sync && fdatasync(st->fd) != 0)
-        return kiln_fail(err, KILN_EIO, "fsync %s: %s", st->path, strerror(errno));
+    pthread_mutex_lock(&st->mu);
+    st->app_seq++;
+    st->app_rv = rv;
+    if (durable_always(st) || !st->deferred) {
+        atomic_store(&st->dur_seq, st->app_seq);
+        atomic_store(&st->dur_rv, rv);
+    } else if (st->thr_on && st->app_seq >= st->wake_at) {
+        pthread_cond_signal(&st->cv);
+    }
+    pthread_mutex_unlock(&st->mu);
     return 0;
 }
 
-static char *put_line(const char *rkey, const char *ns, const char *name, const cJSON *obj,
+static char *put_line(const char *rkey, const char *ns, const char *name, const char *js,
                       size_t *len)
 {
-    char *js = cJSON_PrintUnformatted(obj);
-    if (!js)
+    size_t lr = strlen(rkey), ln = strlen(ns), lm = strlen(name), lj = strlen(js);
+    char *line = malloc(lr + ln + lm + lj + 7);
+    if (!line)
         return NULL;
-    size_t n = strlen(rkey) + strlen(ns) + strlen(name) + strlen(js) + 16;
-    char *line = malloc(n);
-    if (line)
-        *len = (size_t)snprintf(line, n, "P\t%s\t%s\t%s\t%s\n", rkey, ns, name, js);
-    free(js);
+    char *p = line;
+    *p++ = 'P';
+    *p++ = '\t';
+    memcpy(p, rkey, lr);
+    p += lr;
+    *p++ = '\t';
+    memcpy(p, ns, ln);
+    p += ln;
+    *p++ = '\t';
+    memcpy(p, name, lm);
+    p += lm;
+    *p++ = '\t';
+    memcpy(p, js, lj);
+    p += lj;
+    *p++ = '\n';
+    *p = 0;
+    *len = (size_t)(p - line);
     return line;
 }
 
@@ -290,26 +513,43 @@ static int compact(kl_store *st, const char *dir, kiln_error *err)
         free(tmp);
         return rc;
     }
-    int saved = st->fd, rc = 0;
-    st->fd = fd;
-    int sync = st->sync;
-    st->sync = 0;
-    char rl[64];
-    int n = snprintf(rl, sizeof(rl), "R\t%llu\n", (unsigned long long)st->rv);
-    rc = wal_write(st, rl, (size_t)n, err);
-    for (size_t i = 0; !rc && i < st->n_tabs; i++)
-        for (size_t j = 0; !rc && j < st->tabs[i].n; j++) {
-            entry *e = &st->tabs[i].e[j];
-            size_t len;
-            char *line = put_line(st->tabs[i].rkey, e->ns, e->name, e->obj, &len);
-            rc = line ? wal_write(st, line, len, err) : KILN_ENOMEM;
-            free(line);
+    /* Written through stdio: one write per 64 KiB, not one per object. */
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        free(tmp);
+        return KILN_ENOMEM;
+    }
+    int rc = 0;
+    if (fprintf(f, "R\t%llu\n", (unsigned long long)st->rv) < 0)
+        rc = KILN_EIO;
+    for (size_t i = 0; !rc && i < st->n_tabs; i++) {
+        table *t = &st->tabs[i];
+        if (tab_merge(t)) {
+            rc = KILN_ENOMEM;
+            break;
         }
-    st->sync = sync;
-    st->fd = saved;
+        for (size_t j = 0; !rc && j < t->n_sorted; j++) {
+            entry *e = t->sorted[j];
+            char *js = cJSON_PrintUnformatted(e->obj);
+            if (!js) {
+                rc = KILN_ENOMEM;
+                break;
+            }
+            if (fprintf(f, "P\t%s\t%s\t%s\t%s\n", t->rkey, e->ns, e->name, js) < 0)
+                rc = KILN_EIO;
+            free(js);
+        }
+    }
+    if (fflush(f) != 0 && !rc)
+        rc = KILN_EIO;
+    if (rc == KILN_EIO)
+        rc = kiln_fail(err, KILN_EIO, "write %s: %s", tmp, strerror(errno));
+    else if (rc)
+        rc = kiln_fail(err, rc, "out of memory writing %s", tmp);
     if (!rc && fsync(fd) != 0)
         rc = kiln_fail(err, KILN_EIO, "fsync %s: %s", tmp, strerror(errno));
-    close(fd);
+    fclose(f);
     if (!rc && rename(tmp, st->path) != 0)
         rc = kiln_fail(err, KILN_EIO, "rename %s: %s", tmp, strerror(errno));
     if (!rc) {
@@ -324,6 +564,81 @@ static int compact(kl_store *st, const char *dir, kiln_error *err)
     return rc;
 }
 
+/* ---- syncer thread ---- */
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Waits on cv until the monotonic deadline (mu held). */
+static void wait_until(kl_store *st, int64_t deadline)
+{
+    struct timespec ts = {(time_t)(deadline / 1000000000), (long)(deadline % 1000000000)};
+    pthread_cond_timedwait(&st->cv, &st->mu, &ts);
+}
+
+static void *syncer_main(void *arg)
+{
+    kl_store *st = arg;
+    uint64_t target = 1;            /* records the last batch had */
+    int64_t fsync_ns = GATHER_MAX_NS; /* how long the last fdatasync took */
+    pthread_mutex_lock(&st->mu);
+    while (!st->stop) {
+        if (st->app_seq == atomic_load(&st->dur_seq) || atomic_load(&st->sync_err)) {
+            st->wake_at = atomic_load(&st->dur_seq) + 1;
+            pthread_cond_wait(&st->cv, &st->mu);
+            continue;
+        }
+        int64_t deadline = mono_ns() + (fsync_ns < GATHER_MAX_NS ? fsync_ns : GATHER_MAX_NS);
+        st->wake_at = atomic_load(&st->dur_seq) + target;
+        while (!st->stop && st->app_seq < st->wake_at && mono_ns() < deadline)
+            wait_until(st, deadline);
+        /* Everything appended before fdatasync starts is covered by it;
+         * records appended meanwhile wait for the next round. */
+        uint64_t seq = st->app_seq, rv = st->app_rv;
+        uint64_t batch = seq - atomic_load(&st->dur_seq);
+        pthread_mutex_unlock(&st->mu);
+        int64_t t0 = mono_ns();
+        int rc = fdatasync(st->fd);
+        int e = errno;
+        fsync_ns = mono_ns() - t0;
+        atomic_fetch_add(&st->sync_ns, (uint64_t)fsync_ns);
+        target = batch < 4096 ? batch : 4096;
+        pthread_mutex_lock(&st->mu);
+        if (rc != 0) {
+            atomic_store(&st->sync_err, e ? e : EIO);
+        } else {
+            if (seq > atomic_load(&st->dur_seq)) { /* kl_store_flush may be ahead */
+                atomic_store(&st->dur_rv, rv);
+                atomic_store(&st->dur_seq, seq);
+            }
+            atomic_fetch_add(&st->syncs, 1);
+        }
+        pthread_mutex_unlock(&st->mu);
+        if (st->wake)
+            st->wake(st->wake_ctx);
+        pthread_mutex_lock(&st->mu);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
+}
+
+static void stop_thread(kl_store *st)
+{
+    if (!st->thr_on)
+        return;
+    pthread_mutex_lock(&st->mu);
+    st->stop = 1;
+    pthread_cond_signal(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    pthread_join(st->thr, NULL);
+    st->thr_on = 0;
+    st->stop = 0;
+}
+
 /* ---- API ---- */
 
 int kl_store_open(const char *dir, size_t hist_cap, kl_store **out, kiln_error *err)
@@ -335,8 +650,25 @@ int kl_store_open(const char *dir, size_t hist_cap, kl_store **out, kiln_error *
     st->fd = -1;
     st->sync = 1;
     st->cap = hist_cap;
-    if (hist_cap && !(st->ring = calloc(hist_cap, sizeof(kl_event)))) {
+    if (pthread_mutex_init(&st->mu, NULL) != 0) {
         free(st);
+        return KILN_ENOMEM;
+    }
+    /* The syncer's timed waits use the monotonic clock. */
+    pthread_condattr_t ca;
+    int crc = pthread_condattr_init(&ca);
+    if (!crc) {
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        crc = pthread_cond_init(&st->cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    if (crc != 0) {
+        pthread_mutex_destroy(&st->mu);
+        free(st);
+        return KILN_ENOMEM;
+    }
+    if (hist_cap && !(st->ring = calloc(hist_cap, sizeof(kl_event)))) {
+        kl_store_free(st);
         return KILN_ENOMEM;
     }
     if (dir) {
@@ -368,6 +700,7 @@ int kl_store_open(const char *dir, size_t hist_cap, kl_store **out, kiln_error *
         }
     }
     st->floor = st->rv;
+    atomic_store(&st->dur_rv, st->rv);
     *out = st;
     return 0;
 }
@@ -376,25 +709,21 @@ void kl_store_free(kl_store *st)
 {
     if (!st)
         return;
-    for (size_t i = 0; i < st->n_tabs; i++) {
-        for (size_t j = 0; j < st->tabs[i].n; j++) {
-            free(st->tabs[i].e[j].ns);
-            free(st->tabs[i].e[j].name);
-            cJSON_Delete(st->tabs[i].e[j].obj);
-        }
-        free(st->tabs[i].e);
-        free(st->tabs[i].rkey);
-    }
+    stop_thread(st);
+    for (size_t i = 0; i < st->n_tabs; i++)
+        tab_release(&st->tabs[i]);
     free(st->tabs);
     for (size_t i = 0; i < st->count; i++)
         ev_release(&st->ring[(st->head + i) % st->cap]);
     free(st->ring);
     if (st->fd >= 0) {
-        if (st->dirty)
+        if (kl_store_dirty(st))
             fdatasync(st->fd);
         close(st->fd);
     }
     free(st->path);
+    pthread_cond_destroy(&st->cv);
+    pthread_mutex_destroy(&st->mu);
     free(st);
 }
 
@@ -408,8 +737,8 @@ const cJSON *kl_store_get(kl_store *st, const char *rkey, const char *ns, const 
     table *t = find_tab(st, rkey, 0);
     if (!t)
         return NULL;
-    long i = tab_search(t, ns ? ns : "", name);
-    return i >= 0 ? t->e[i].obj : NULL;
+    entry *e = tab_find(t, ns ? ns : "", name);
+    return e ? e->obj : NULL;
 }
 
 static void set_rv(cJSON *obj, uint64_t rv)
@@ -440,29 +769,37 @@ int kl_store_put(kl_store *st, const char *rkey, const char *ns, const char *nam
         return kiln_fail(err, KILN_ENOMEM, "out of memory");
     }
     set_rv(obj, st->rv + 1);
+    /* One serialization serves the log line and every watcher. */
+    char *js = cJSON_PrintUnformatted(obj);
     size_t len;
-    char *line = put_line(rkey, ns, name, obj, &len);
+    char *line = js ? put_line(rkey, ns, name, js, &len) : NULL;
     if (!line) {
+        free(js);
         cJSON_Delete(obj);
         return kiln_fail(err, KILN_ENOMEM, "out of memory");
     }
-    int rc = wal_write(st, line, len, err);
+    int rc = wal_write(st, line, len, st->rv + 1, err);
     free(line);
     if (rc) {
+        free(js);
         cJSON_Delete(obj);
         return rc;
     }
     st->rv++;
     st->writes++;
-    cJSON *copy = cJSON_Duplicate(obj, 1);
+    cJSON *copy = st->cap ? cJSON_Duplicate(obj, 1) : NULL;
     cJSON *old = NULL;
     rc = tab_put(t, ns, name, obj, &old);
     if (rc) {
+        /* The log has the write but memory does not: drop history so no
+         * watcher misses it silently, and report the failure. */
+        free(js);
         cJSON_Delete(obj);
         cJSON_Delete(copy);
+        kl_store_expire_history(st);
         return kiln_fail(err, rc, "out of memory");
     }
-    record(st, old ? KL_MODIFIED : KL_ADDED, rkey, ns, copy, old);
+    record(st, old ? KL_MODIFIED : KL_ADDED, rkey, ns, copy, old, js);
     return 0;
 }
 
@@ -471,21 +808,21 @@ int kl_store_del(kl_store *st, const char *rkey, const char *ns, const char *nam
 {
     ns = ns ? ns : "";
     table *t = find_tab(st, rkey, 0);
-    if (!t || tab_search(t, ns, name) < 0)
+    if (!t || !tab_find(t, ns, name))
         return kiln_fail(err, KILN_ENOTFOUND, "not found");
     char line[1024];
     int n = snprintf(line, sizeof(line), "D\t%s\t%s\t%s\t%llu\n", rkey, ns, name,
                      (unsigned long long)(st->rv + 1));
     if (n < 0 || (size_t)n >= sizeof(line))
         return kiln_fail(err, KILN_EINVAL, "key too long");
-    int rc = wal_write(st, line, (size_t)n, err);
+    int rc = wal_write(st, line, (size_t)n, st->rv + 1, err);
     if (rc)
         return rc;
     st->rv++;
     st->writes++;
     cJSON *o = tab_del(t, ns, name);
     set_rv(o, st->rv);
-    record(st, KL_DELETED, rkey, ns, o, NULL);
+    record(st, KL_DELETED, rkey, ns, o, NULL, NULL);
     return 0;
 }
 
@@ -494,17 +831,34 @@ int kl_store_list(kl_store *st, const char *rkey, const char *ns, const cJSON **
     *out = NULL;
     *n = 0;
     table *t = find_tab(st, rkey, 0);
-    if (!t || !t->n)
+    if (!t || !t->n_live)
         return 0;
-    const cJSON **arr = malloc(t->n * sizeof(*arr));
+    if (tab_merge(t))
+        return KILN_ENOMEM;
+    size_t lo = 0, hi = t->n_sorted;
+    if (ns) {
+        /* The namespace's entries are one run of the sorted array. */
+        size_t a = 0, b = t->n_sorted;
+        while (a < b) {
+            size_t mid = (a + b) / 2;
+            if (strcmp(t->sorted[mid]->ns, ns) < 0)
+                a = mid + 1;
+            else
+                b = mid;
+        }
+        lo = hi = a;
+        while (hi < t->n_sorted && !strcmp(t->sorted[hi]->ns, ns))
+            hi++;
+        if (lo == hi)
+            return 0;
+    }
+    const cJSON **arr = malloc((hi - lo) * sizeof(*arr));
     if (!arr)
         return KILN_ENOMEM;
-    size_t k = 0;
-    for (size_t i = 0; i < t->n; i++)
-        if (!ns || strcmp(t->e[i].ns, ns) == 0)
-            arr[k++] = t->e[i].obj;
+    for (size_t i = lo; i < hi; i++)
+        arr[i - lo] = t->sorted[i]->obj;
     *out = arr;
-    *n = k;
+    *n = hi - lo;
     return 0;
 }
 
@@ -528,6 +882,13 @@ const kl_event *kl_store_event_after(const kl_store *st, uint64_t after)
     return lo < st->count ? &st->ring[(st->head + lo) % st->cap] : NULL;
 }
 
+const kl_event *kl_store_event_next(const kl_store *st, const kl_event *ev)
+{
+    size_t idx = (size_t)(ev - st->ring);
+    size_t pos = (idx + st->cap - st->head) % st->cap;
+    return pos + 1 < st->count ? &st->ring[(st->head + pos + 1) % st->cap] : NULL;
+}
+
 void kl_store_expire_history(kl_store *st)
 {
     for (size_t i = 0; i < st->count; i++)
@@ -541,6 +902,16 @@ uint64_t kl_store_writes(const kl_store *st)
     return st->writes;
 }
 
+uint64_t kl_store_syncs(const kl_store *st)
+{
+    return atomic_load(&((kl_store *)st)->syncs);
+}
+
+uint64_t kl_store_sync_ns(const kl_store *st)
+{
+    return atomic_load(&((kl_store *)st)->sync_ns);
+}
+
 void kl_store_set_sync(kl_store *st, int on)
 {
     st->sync = on;
@@ -551,17 +922,78 @@ void kl_store_set_deferred(kl_store *st, int on)
     st->deferred = on;
 }
 
+int kl_store_start_syncer(kl_store *st, kl_store_wake_fn wake, void *ctx, kiln_error *err)
+{
+    if (st->thr_on)
+        return kiln_fail(err, KILN_EINVAL, "the syncer already runs");
+    st->deferred = 1;
+    if (durable_always(st))
+        return 0; /* nothing to fsync: every write is "durable" at once */
+    st->wake = wake;
+    st->wake_ctx = ctx;
+    int rc = pthread_create(&st->thr, NULL, syncer_main, st);
+    if (rc != 0) {
+        st->deferred = 0;
+        return kiln_fail(err, KILN_EIO, "cannot start the WAL syncer: %s", strerror(rc));
+    }
+    st->thr_on = 1;
+    return 0;
+}
+
+int kl_store_stop_syncer(kl_store *st, kiln_error *err)
+{
+    stop_thread(st);
+    st->wake = NULL;
+    int rc = kl_store_flush(st, err);
+    st->deferred = 0;
+    return rc;
+}
+
+uint64_t kl_store_appended(const kl_store *st)
+{
+    return st->app_seq;
+}
+
+uint64_t kl_store_durable(const kl_store *st)
+{
+    return atomic_load(&((kl_store *)st)->dur_seq);
+}
+
+uint64_t kl_store_durable_rv(const kl_store *st)
+{
+    if (durable_always(st) || (!st->deferred && !kl_store_dirty(st)))
+        return st->rv;
+    return atomic_load(&((kl_store *)st)->dur_rv);
+}
+
+int kl_store_sync_error(const kl_store *st)
+{
+    return atomic_load(&((kl_store *)st)->sync_err);
+}
+
 int kl_store_dirty(const kl_store *st)
 {
-    return st->dirty;
+    return st->app_seq != kl_store_durable(st);
 }
 
 int kl_store_flush(kl_store *st, kiln_error *err)
 {
-    if (!st->dirty)
+    if (!kl_store_dirty(st))
         return 0;
-    st->dirty = 0;
-    if (st->fd >= 0 && fdatasync(st->fd) != 0)
-        return kiln_fail(err, KILN_EIO, "fsync %s: %s", st->path, strerror(errno));
+    pthread_mutex_lock(&st->mu);
+    uint64_t seq = st->app_seq, rv = st->app_rv;
+    pthread_mutex_unlock(&st->mu);
+    if (fdatasync(st->fd) != 0) {
+        int e = errno;
+        atomic_store(&st->sync_err, e);
+        return kiln_fail(err, KILN_EIO, "fsync %s: %s", st->path, strerror(e));
+    }
+    atomic_fetch_add(&st->syncs, 1);
+    pthread_mutex_lock(&st->mu);
+    if (seq > atomic_load(&st->dur_seq)) {
+        atomic_store(&st->dur_rv, rv);
+        atomic_store(&st->dur_seq, seq);
+    }
+    pthread_mutex_unlock(&st->mu);
     return 0;
 }

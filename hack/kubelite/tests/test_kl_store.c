@@ -1,7 +1,11 @@
 /* Unit tests for kl_store: resourceVersions, history ring and 410 floor,
- * and WAL replay (including a torn last line) across reopen. */
+ * WAL replay (including a torn last line) across reopen, the hash index
+ * against a reference (many keys, deletes, sorted and per-namespace
+ * lists), and group commit on the syncer thread. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kl_store.h"
@@ -39,6 +43,13 @@ static void test_rv_and_history(void)
     KT_EQ_INT(kl_store_list(st, "/cm", NULL, &items, &n), 0);
     KT_EQ_INT(n, 1);
     free(items);
+    /* Walking the (wrapped) ring: rv 2, 3, 4, then the end. */
+    e = kl_store_event_after(st, 0);
+    uint64_t want = 2;
+    int walked = 0;
+    for (; e; e = kl_store_event_next(st, e), want++, walked++)
+        KT_EQ_INT(e->rv, want);
+    KT_EQ_INT(walked, 3);
     kl_store_expire_history(st);
     KT_EQ_INT(kl_store_hist_floor(st), 4);
     KT_CHECK(kl_store_event_after(st, 0) == NULL);
@@ -80,9 +91,240 @@ static void test_wal_replay(void)
     rmdir(dir);
 }
 
+/* Reference model: present[ns][i] says whether "n<i>" in namespace
+ * "ns<ns>" exists, version[ns][i] its last "v". */
+#define NNS 3
+#define NKEYS 3000
+
+/* Checks the store's view of "/big" against the model. */
+static void check_model(kl_store *st, const char present[NNS][NKEYS], const int version[NNS][NKEYS])
+{
+    size_t total = 0;
+    for (int ns = 0; ns < NNS; ns++) {
+        char nsn[16];
+        snprintf(nsn, sizeof(nsn), "ns%d", ns);
+        size_t want = 0;
+        int wrong = 0;
+        for (int i = 0; i < NKEYS; i++) {
+            char nm[16];
+            snprintf(nm, sizeof(nm), "n%d", i);
+            const cJSON *o = kl_store_get(st, "/big", nsn, nm);
+            want += (size_t)present[ns][i];
+            if (present[ns][i] != (o != NULL) ||
+                (o && cJSON_GetObjectItem(o, "v")->valueint != version[ns][i]))
+                wrong++;
+        }
+        KT_EQ_INT(wrong, 0);
+        const cJSON **items;
+        size_t n;
+        KT_EQ_INT(kl_store_list(st, "/big", nsn, &items, &n), 0);
+        KT_EQ_INT(n, want);
+        /* Sorted by name, each name once, all in this namespace. */
+        const char **names = malloc((n ? n : 1) * sizeof(*names));
+        int unsorted = 0, foreign = 0;
+        for (size_t i = 0; names && i < n; i++) {
+            const cJSON *md = cJSON_GetObjectItem(items[i], "metadata");
+            names[i] = cJSON_GetObjectItem(md, "name")->valuestring;
+            const cJSON *ons = cJSON_GetObjectItem(md, "namespace");
+            foreign += !ons || strcmp(ons->valuestring, nsn) != 0;
+            if (i && strcmp(names[i - 1], names[i]) >= 0)
+                unsorted++;
+        }
+        KT_EQ_INT(unsorted, 0);
+        KT_EQ_INT(foreign, 0);
+        free(names);
+        free(items);
+        total += want;
+    }
+    const cJSON **items;
+    size_t n;
+    KT_EQ_INT(kl_store_list(st, "/big", NULL, &items, &n), 0);
+    KT_EQ_INT(n, total);
+    free(items);
+}
+
+static cJSON *nobj(const char *ns, const char *name, int v)
+{
+    char buf[256];
+    snprintf(buf, sizeof(buf), "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"%s\"},\"v\":%d}",
+             name, ns, v);
+    return cJSON_Parse(buf);
+}
+
+static void test_index_against_model(void)
+{
+    static char present[NNS][NKEYS];
+    static int version[NNS][NKEYS];
+    memset(present, 0, sizeof(present));
+    char dir[] = "/tmp/kl_store_idx.XXXXXX";
+    KT_CHECK(mkdtemp(dir) != NULL);
+    kl_store *st = NULL;
+    KT_EQ_INT(kl_store_open(dir, 100, &st, NULL), 0);
+    kl_store_set_deferred(st, 1); /* one fdatasync at the end, not 10,000 */
+    unsigned seed = 12345;
+    /* Random puts, replaces and deletes, with lists in between so merges
+     * of pending and dead entries happen at many sizes. */
+    for (int step = 0; step < 12000; step++) {
+        seed = seed * 1103515245u + 12345u;
+        int ns = (int)((seed >> 8) % NNS), i = (int)((seed >> 12) % NKEYS);
+        char nsn[16], nm[16];
+        snprintf(nsn, sizeof(nsn), "ns%d", ns);
+        snprintf(nm, sizeof(nm), "n%d", i);
+        if ((seed >> 24) % 4 == 0) {
+            int rc = kl_store_del(st, "/big", nsn, nm, NULL);
+            KT_EQ_INT(rc, present[ns][i] ? 0 : KILN_ENOTFOUND);
+            present[ns][i] = 0;
+        } else {
+            KT_EQ_INT(kl_store_put(st, "/big", nsn, nm, nobj(nsn, nm, step), NULL), 0);
+            present[ns][i] = 1;
+            version[ns][i] = step;
+        }
+        if (step % 2500 == 0)
+            check_model(st, present, version);
+    }
+    check_model(st, present, version);
+    KT_EQ_INT(kl_store_flush(st, NULL), 0);
+    KT_CHECK(!kl_store_dirty(st));
+    kl_store_free(st);
+    /* The compacted log holds the same state. */
+    KT_EQ_INT(kl_store_open(dir, 100, &st, NULL), 0);
+    check_model(st, present, version);
+    kl_store_free(st);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    KT_EQ_INT(system(cmd), 0);
+}
+
+typedef struct waker {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;
+} waker;
+
+static void on_wake(void *ctx)
+{
+    waker *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    w->calls++;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Waits (up to 10 s) until the store reports seq durable. */
+static int wait_durable(kl_store *st, waker *w, uint64_t seq)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    pthread_mutex_lock(&w->mu);
+    while (kl_store_durable(st) < seq)
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &dl) != 0)
+            break;
+    pthread_mutex_unlock(&w->mu);
+    return kl_store_durable(st) >= seq;
+}
+
+static void test_group_commit(void)
+{
+    char dir[] = "/tmp/kl_store_gc.XXXXXX";
+    KT_CHECK(mkdtemp(dir) != NULL);
+    kl_store *st = NULL;
+    KT_EQ_INT(kl_store_open(dir, 1000, &st, NULL), 0);
+    waker w = {.calls = 0};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    KT_EQ_INT(kl_store_start_syncer(st, on_wake, &w, NULL), 0);
+    uint64_t syncs0 = kl_store_syncs(st);
+    /* A burst of writes: appended at once, durable a little later, in far
+     * fewer fdatasyncs than writes. */
+    char nm[32];
+    for (int i = 0; i < 400; i++) {
+        snprintf(nm, sizeof(nm), "g%d", i);
+        KT_EQ_INT(kl_store_put(st, "/cm", "d", nm, obj(nm, i), NULL), 0);
+    }
+    uint64_t seq = kl_store_appended(st);
+    KT_EQ_INT(seq, 400);
+    KT_CHECK(wait_durable(st, &w, seq));
+    KT_EQ_INT(kl_store_durable_rv(st), kl_store_rv(st));
+    uint64_t syncs = kl_store_syncs(st) - syncs0;
+    KT_CHECK(syncs >= 1);
+    KT_CHECK(syncs < 200);
+    pthread_mutex_lock(&w.mu);
+    KT_CHECK(w.calls >= 1);
+    pthread_mutex_unlock(&w.mu);
+    /* Stopping flushes; no wake-ups after that. */
+    KT_EQ_INT(kl_store_put(st, "/cm", "d", "last", obj("last", 1), NULL), 0);
+    KT_EQ_INT(kl_store_stop_syncer(st, NULL), 0);
+    KT_CHECK(!kl_store_dirty(st));
+    pthread_mutex_lock(&w.mu);
+    int calls = w.calls;
+    pthread_mutex_unlock(&w.mu);
+    KT_EQ_INT(kl_store_put(st, "/cm", "d", "after", obj("after", 1), NULL), 0);
+    KT_CHECK(!kl_store_dirty(st)); /* back to fsync per write */
+    usleep(20000);
+    pthread_mutex_lock(&w.mu);
+    KT_EQ_INT(w.calls, calls);
+    pthread_mutex_unlock(&w.mu);
+    kl_store_free(st);
+    KT_EQ_INT(kl_store_open(dir, 10, &st, NULL), 0);
+    KT_CHECK(kl_store_get(st, "/cm", "d", "g399") != NULL);
+    KT_CHECK(kl_store_get(st, "/cm", "d", "after") != NULL);
+    kl_store_free(st);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    KT_EQ_INT(system(cmd), 0);
+}
+
+static void test_durable_rv_gating(void)
+{
+    /* Deferred by hand: events are recorded at once but the durable rv,
+     * which bounds what watchers get, moves only with the fdatasync. */
+    char dir[] = "/tmp/kl_store_dr.XXXXXX";
+    KT_CHECK(mkdtemp(dir) != NULL);
+    kl_store *st = NULL;
+    KT_EQ_INT(kl_store_open(dir, 10, &st, NULL), 0);
+    KT_EQ_INT(kl_store_put(st, "/cm", "d", "a", obj("a", 1), NULL), 0);
+    KT_EQ_INT(kl_store_durable_rv(st), 1);
+    kl_store_set_deferred(st, 1);
+    KT_EQ_INT(kl_store_put(st, "/cm", "d", "b", obj("b", 1), NULL), 0);
+    KT_EQ_INT(kl_store_del(st, "/cm", "d", "a", NULL), 0);
+    KT_CHECK(kl_store_dirty(st));
+    KT_EQ_INT(kl_store_appended(st) - kl_store_durable(st), 2);
+    KT_EQ_INT(kl_store_durable_rv(st), 1);
+    KT_CHECK(kl_store_event_after(st, 1) != NULL);
+    uint64_t s0 = kl_store_syncs(st);
+    KT_EQ_INT(kl_store_flush(st, NULL), 0);
+    KT_EQ_INT(kl_store_syncs(st) - s0, 1);
+    KT_EQ_INT(kl_store_durable_rv(st), 3);
+    KT_CHECK(!kl_store_dirty(st));
+    KT_EQ_INT(kl_store_sync_error(st), 0);
+    kl_store_free(st);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    KT_EQ_INT(system(cmd), 0);
+}
+
+static void test_memory_store_is_durable(void)
+{
+    /* Without a log every write counts as durable: watches must not wait. */
+    kl_store *st = NULL;
+    KT_EQ_INT(kl_store_open(NULL, 10, &st, NULL), 0);
+    KT_EQ_INT(kl_store_start_syncer(st, NULL, NULL, NULL), 0);
+    KT_EQ_INT(kl_store_put(st, "/cm", "d", "a", obj("a", 1), NULL), 0);
+    KT_EQ_INT(kl_store_durable_rv(st), kl_store_rv(st));
+    KT_CHECK(!kl_store_dirty(st));
+    kl_store_free(st);
+}
+
 int main(void)
 {
     KT_RUN(test_rv_and_history);
     KT_RUN(test_wal_replay);
+    KT_RUN(test_index_against_model);
+    KT_RUN(test_group_commit);
+    KT_RUN(test_durable_rv_gating);
+    KT_RUN(test_memory_store_is_durable);
     return KT_DONE();
 }
