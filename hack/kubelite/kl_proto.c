@@ -1,5 +1,6 @@
 /* kl_proto: protobuf request bodies to JSON (see kl_proto.h). Field numbers
- * follow k8s.io/api core/v1 and apimachinery meta/v1 generated.proto. */
+ * follow k8s.io/api core/v1 and apps/v1 and apimachinery meta/v1
+ * generated.proto. */
 #include "kl_proto.h"
 
 #include <stdint.h>
@@ -214,6 +215,355 @@ static int object_meta(cJSON *obj, buf b)
     return r < 0 ? KILN_EINVAL : rc;
 }
 
+/* ---- table-driven messages: Deployment, Pod and what they contain ----
+ * Each message is a table of {field number, JSON name, type}. Go writes
+ * every non-pointer field, zero values included, so "0 means unset" for the
+ * ..._NZ types (int32/bool fields without a pointer), while pointer fields
+ * (replicas, terminationGracePeriodSeconds, ...) are kept even when 0.
+ * Fields not in a table are skipped. The tables form a tree, so decoding
+ * depth is bounded by the schema, not by the input. */
+
+typedef enum ftype {
+    F_STR,     /* string; empty means unset */
+    F_STRS,    /* repeated string -> array */
+    F_INT,     /* varint kept as written (pointer field) */
+    F_INT_NZ,  /* varint, 0 means unset */
+    F_BOOL,    /* bool kept as written (pointer field) */
+    F_BOOL_NZ, /* bool, false means unset */
+    F_MSG,     /* nested message -> object */
+    F_MSGS,    /* repeated message -> array of objects */
+    F_INLINE,  /* embedded struct: its fields merge into this object */
+    F_MAP,     /* map<string,string> */
+    F_QMAP,    /* map<string,Quantity> */
+    F_QTY,     /* resource.Quantity {1 string} -> string */
+    F_IOS,     /* intstr.IntOrString {1 type, 2 intVal, 3 strVal} */
+    F_META,    /* ObjectMeta -> "metadata" */
+} ftype;
+
+typedef struct mdesc mdesc;
+typedef struct fdesc {
+    uint32_t num;
+    const char *name;
+    ftype type;
+    const mdesc *msg; /* F_MSG, F_MSGS, F_INLINE */
+} fdesc;
+struct mdesc {
+    const fdesc *f;
+    size_t n;
+};
+#define MSG(t) {t, sizeof(t) / sizeof(t[0])}
+
+static const fdesc f_local_ref[] = {{1, "name", F_STR, NULL}};
+static const mdesc m_local_ref = MSG(f_local_ref);
+static const fdesc f_key_ref[] = {{1, "", F_INLINE, &m_local_ref}, {2, "key", F_STR, NULL},
+                                  {3, "optional", F_BOOL, NULL}};
+static const mdesc m_key_ref = MSG(f_key_ref);
+static const fdesc f_field_ref[] = {{1, "apiVersion", F_STR, NULL}, {2, "fieldPath", F_STR, NULL}};
+static const mdesc m_field_ref = MSG(f_field_ref);
+static const fdesc f_res_ref[] = {{1, "containerName", F_STR, NULL}, {2, "resource", F_STR, NULL},
+                                  {3, "divisor", F_QTY, NULL}};
+static const mdesc m_res_ref = MSG(f_res_ref);
+static const fdesc f_env_src[] = {{1, "fieldRef", F_MSG, &m_field_ref},
+                                  {2, "resourceFieldRef", F_MSG, &m_res_ref},
+                                  {3, "configMapKeyRef", F_MSG, &m_key_ref},
+                                  {4, "secretKeyRef", F_MSG, &m_key_ref}};
+static const mdesc m_env_src = MSG(f_env_src);
+static const fdesc f_env[] = {{1, "name", F_STR, NULL}, {2, "value", F_STR, NULL},
+                              {3, "valueFrom", F_MSG, &m_env_src}};
+static const mdesc m_env = MSG(f_env);
+static const fdesc f_env_from[] = {{1, "prefix", F_STR, NULL},
+                                   {2, "configMapRef", F_MSG, &m_local_ref},
+                                   {3, "secretRef", F_MSG, &m_local_ref}};
+static const mdesc m_env_from = MSG(f_env_from);
+static const fdesc f_port[] = {{1, "name", F_STR, NULL}, {2, "hostPort", F_INT_NZ, NULL},
+                               {3, "containerPort", F_INT, NULL}, {4, "protocol", F_STR, NULL},
+                               {5, "hostIP", F_STR, NULL}};
+static const mdesc m_port = MSG(f_port);
+static const fdesc f_resources[] = {{1, "limits", F_QMAP, NULL}, {2, "requests", F_QMAP, NULL}};
+static const mdesc m_resources = MSG(f_resources);
+static const fdesc f_mount[] = {{1, "name", F_STR, NULL},         {2, "readOnly", F_BOOL_NZ, NULL},
+                                {3, "mountPath", F_STR, NULL},    {4, "subPath", F_STR, NULL},
+                                {5, "mountPropagation", F_STR, NULL}, {6, "subPathExpr", F_STR, NULL}};
+static const mdesc m_mount = MSG(f_mount);
+static const fdesc f_exec[] = {{1, "command", F_STRS, NULL}};
+static const mdesc m_exec = MSG(f_exec);
+static const fdesc f_header[] = {{1, "name", F_STR, NULL}, {2, "value", F_STR, NULL}};
+static const mdesc m_header = MSG(f_header);
+static const fdesc f_http[] = {{1, "path", F_STR, NULL}, {2, "port", F_IOS, NULL},
+                               {3, "host", F_STR, NULL}, {4, "scheme", F_STR, NULL},
+                               {5, "httpHeaders", F_MSGS, &m_header}};
+static const mdesc m_http = MSG(f_http);
+static const fdesc f_tcp[] = {{1, "port", F_IOS, NULL}, {2, "host", F_STR, NULL}};
+static const mdesc m_tcp = MSG(f_tcp);
+static const fdesc f_grpc[] = {{1, "port", F_INT, NULL}, {2, "service", F_STR, NULL}};
+static const mdesc m_grpc = MSG(f_grpc);
+static const fdesc f_handler[] = {{1, "exec", F_MSG, &m_exec}, {2, "httpGet", F_MSG, &m_http},
+                                  {3, "tcpSocket", F_MSG, &m_tcp}, {4, "grpc", F_MSG, &m_grpc}};
+static const mdesc m_handler = MSG(f_handler);
+static const fdesc f_probe[] = {{1, "", F_INLINE, &m_handler},
+                                {2, "initialDelaySeconds", F_INT_NZ, NULL},
+                                {3, "timeoutSeconds", F_INT_NZ, NULL},
+                                {4, "periodSeconds", F_INT_NZ, NULL},
+                                {5, "successThreshold", F_INT_NZ, NULL},
+                                {6, "failureThreshold", F_INT_NZ, NULL},
+                                {7, "terminationGracePeriodSeconds", F_INT, NULL}};
+static const mdesc m_probe = MSG(f_probe);
+static const fdesc f_container[] = {{1, "name", F_STR, NULL},
+                                    {2, "image", F_STR, NULL},
+                                    {3, "command", F_STRS, NULL},
+                                    {4, "args", F_STRS, NULL},
+                                    {5, "workingDir", F_STR, NULL},
+                                    {6, "ports", F_MSGS, &m_port},
+                                    {7, "env", F_MSGS, &m_env},
+                                    {8, "resources", F_MSG, &m_resources},
+                                    {9, "volumeMounts", F_MSGS, &m_mount},
+                                    {10, "livenessProbe", F_MSG, &m_probe},
+                                    {11, "readinessProbe", F_MSG, &m_probe},
+                                    {13, "terminationMessagePath", F_STR, NULL},
+                                    {14, "imagePullPolicy", F_STR, NULL},
+                                    {16, "stdin", F_BOOL_NZ, NULL},
+                                    {17, "stdinOnce", F_BOOL_NZ, NULL},
+                                    {18, "tty", F_BOOL_NZ, NULL},
+                                    {19, "envFrom", F_MSGS, &m_env_from},
+                                    {20, "terminationMessagePolicy", F_STR, NULL},
+                                    {22, "startupProbe", F_MSG, &m_probe},
+                                    {24, "restartPolicy", F_STR, NULL}};
+static const mdesc m_container = MSG(f_container);
+static const fdesc f_key_path[] = {{1, "key", F_STR, NULL}, {2, "path", F_STR, NULL},
+                                   {3, "mode", F_INT, NULL}};
+static const mdesc m_key_path = MSG(f_key_path);
+static const fdesc f_dw_file[] = {{1, "path", F_STR, NULL}, {2, "fieldRef", F_MSG, &m_field_ref},
+                                  {3, "resourceFieldRef", F_MSG, &m_res_ref}, {4, "mode", F_INT, NULL}};
+static const mdesc m_dw_file = MSG(f_dw_file);
+static const fdesc f_host_path[] = {{1, "path", F_STR, NULL}, {2, "type", F_STR, NULL}};
+static const mdesc m_host_path = MSG(f_host_path);
+static const fdesc f_empty_dir[] = {{1, "medium", F_STR, NULL}, {2, "sizeLimit", F_QTY, NULL}};
+static const mdesc m_empty_dir = MSG(f_empty_dir);
+static const fdesc f_secret_vol[] = {{1, "secretName", F_STR, NULL}, {2, "items", F_MSGS, &m_key_path},
+                                     {3, "defaultMode", F_INT, NULL}, {4, "optional", F_BOOL, NULL}};
+static const mdesc m_secret_vol = MSG(f_secret_vol);
+static const fdesc f_pvc_vol[] = {{1, "claimName", F_STR, NULL}, {2, "readOnly", F_BOOL_NZ, NULL}};
+static const mdesc m_pvc_vol = MSG(f_pvc_vol);
+static const fdesc f_dw_vol[] = {{1, "items", F_MSGS, &m_dw_file}, {2, "defaultMode", F_INT, NULL}};
+static const mdesc m_dw_vol = MSG(f_dw_vol);
+static const fdesc f_cm_vol[] = {{1, "", F_INLINE, &m_local_ref}, {2, "items", F_MSGS, &m_key_path},
+                                 {3, "defaultMode", F_INT, NULL}, {4, "optional", F_BOOL, NULL}};
+static const mdesc m_cm_vol = MSG(f_cm_vol);
+static const fdesc f_vol_src[] = {{1, "hostPath", F_MSG, &m_host_path},
+                                  {2, "emptyDir", F_MSG, &m_empty_dir},
+                                  {6, "secret", F_MSG, &m_secret_vol},
+                                  {10, "persistentVolumeClaim", F_MSG, &m_pvc_vol},
+                                  {16, "downwardAPI", F_MSG, &m_dw_vol},
+                                  {19, "configMap", F_MSG, &m_cm_vol}};
+static const mdesc m_vol_src = MSG(f_vol_src);
+static const fdesc f_volume[] = {{1, "name", F_STR, NULL}, {2, "", F_INLINE, &m_vol_src}};
+static const mdesc m_volume = MSG(f_volume);
+static const fdesc f_pod_spec[] = {{1, "volumes", F_MSGS, &m_volume},
+                                   {2, "containers", F_MSGS, &m_container},
+                                   {3, "restartPolicy", F_STR, NULL},
+                                   {4, "terminationGracePeriodSeconds", F_INT, NULL},
+                                   {5, "activeDeadlineSeconds", F_INT, NULL},
+                                   {6, "dnsPolicy", F_STR, NULL},
+                                   {7, "nodeSelector", F_MAP, NULL},
+                                   {8, "serviceAccountName", F_STR, NULL},
+                                   {10, "nodeName", F_STR, NULL},
+                                   {11, "hostNetwork", F_BOOL_NZ, NULL},
+                                   {16, "hostname", F_STR, NULL},
+                                   {17, "subdomain", F_STR, NULL},
+                                   {19, "schedulerName", F_STR, NULL},
+                                   {20, "initContainers", F_MSGS, &m_container},
+                                   {21, "automountServiceAccountToken", F_BOOL, NULL},
+                                   {24, "priorityClassName", F_STR, NULL},
+                                   {25, "priority", F_INT, NULL}};
+static const mdesc m_pod_spec = MSG(f_pod_spec);
+static const fdesc f_template[] = {{1, "", F_META, NULL}, {2, "spec", F_MSG, &m_pod_spec}};
+static const mdesc m_template = MSG(f_template);
+static const fdesc f_sel_req[] = {{1, "key", F_STR, NULL}, {2, "operator", F_STR, NULL},
+                                  {3, "values", F_STRS, NULL}};
+static const mdesc m_sel_req = MSG(f_sel_req);
+static const fdesc f_selector[] = {{1, "matchLabels", F_MAP, NULL},
+                                   {2, "matchExpressions", F_MSGS, &m_sel_req}};
+static const mdesc m_selector = MSG(f_selector);
+static const fdesc f_rolling[] = {{1, "maxUnavailable", F_IOS, NULL}, {2, "maxSurge", F_IOS, NULL}};
+static const mdesc m_rolling = MSG(f_rolling);
+static const fdesc f_strategy[] = {{1, "type", F_STR, NULL}, {2, "rollingUpdate", F_MSG, &m_rolling}};
+static const mdesc m_strategy = MSG(f_strategy);
+static const fdesc f_deploy_spec[] = {{1, "replicas", F_INT, NULL},
+                                      {2, "selector", F_MSG, &m_selector},
+                                      {3, "template", F_MSG, &m_template},
+                                      {4, "strategy", F_MSG, &m_strategy},
+                                      {5, "minReadySeconds", F_INT_NZ, NULL},
+                                      {6, "revisionHistoryLimit", F_INT, NULL},
+                                      {7, "paused", F_BOOL_NZ, NULL},
+                                      {9, "progressDeadlineSeconds", F_INT, NULL}};
+static const mdesc m_deploy_spec = MSG(f_deploy_spec);
+static const fdesc f_deployment[] = {{1, "", F_META, NULL}, {2, "spec", F_MSG, &m_deploy_spec}};
+static const mdesc m_deployment = MSG(f_deployment);
+static const fdesc f_pod[] = {{1, "", F_META, NULL}, {2, "spec", F_MSG, &m_pod_spec}};
+static const mdesc m_pod = MSG(f_pod);
+
+static int decode_msg(cJSON *o, buf b, const mdesc *m);
+
+/* A Quantity message {1 string} as a new JSON string. */
+static cJSON *quantity(buf b)
+{
+    field f;
+    buf s = {0};
+    int r;
+    while ((r = next(&b, &f)) == 0)
+        if (f.num == 1 && f.wire == 2)
+            s = f.b;
+    if (r < 0)
+        return NULL;
+    char *v = str(s);
+    cJSON *j = v ? cJSON_CreateString(v) : NULL;
+    free(v);
+    return j;
+}
+
+/* An IntOrString: a number or a string, as JSON writes it. */
+static cJSON *int_or_string(buf b)
+{
+    field f;
+    uint64_t type = 0, iv = 0;
+    buf sv = {0};
+    int r;
+    while ((r = next(&b, &f)) == 0) {
+        if (f.num == 1 && f.wire == 0)
+            type = f.v;
+        else if (f.num == 2 && f.wire == 0)
+            iv = f.v;
+        else if (f.num == 3 && f.wire == 2)
+            sv = f.b;
+    }
+    if (r < 0)
+        return NULL;
+    if (type == 0)
+        return cJSON_CreateNumber((double)(int32_t)(int64_t)iv);
+    char *v = str(sv);
+    cJSON *j = v ? cJSON_CreateString(v) : NULL;
+    free(v);
+    return j;
+}
+
+/* A map entry {1 key, 2 Quantity} into obj[key]. */
+static int qmap_entry(cJSON *obj, buf b)
+{
+    field f;
+    buf key = {0}, val = {0};
+    int r;
+    while ((r = next(&b, &f)) == 0) {
+        if (f.num == 1 && f.wire == 2)
+            key = f.b;
+        else if (f.num == 2 && f.wire == 2)
+            val = f.b;
+    }
+    if (r < 0)
+        return KILN_EINVAL;
+    char *k = str(key);
+    cJSON *v = k ? quantity(val) : NULL;
+    if (!v) {
+        free(k);
+        return KILN_EINVAL;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(obj, k);
+    cJSON_AddItemToObject(obj, k, v);
+    free(k);
+    return 0;
+}
+
+static int add_item(cJSON *o, const char *k, cJSON *v)
+{
+    if (!v)
+        return KILN_ENOMEM;
+    cJSON_DeleteItemFromObjectCaseSensitive(o, k);
+    cJSON_AddItemToObject(o, k, v);
+    return 0;
+}
+
+static int decode_field(cJSON *o, const fdesc *d, const field *f)
+{
+    int want_len = d->type != F_INT && d->type != F_INT_NZ && d->type != F_BOOL && d->type != F_BOOL_NZ;
+    if (want_len != (f->wire == 2))
+        return KILN_EINVAL; /* a known field with the wrong wire type */
+    switch (d->type) {
+    case F_STR:
+        return add_str(o, d->name, f->b);
+    case F_STRS: {
+        cJSON *arr = sub(o, d->name, 1);
+        char *s = str(f->b);
+        cJSON *v = s ? cJSON_CreateString(s) : NULL;
+        free(s);
+        if (!arr || !v || !cJSON_AddItemToArray(arr, v)) {
+            cJSON_Delete(v);
+            return KILN_ENOMEM;
+        }
+        return 0;
+    }
+    case F_INT:
+    case F_INT_NZ:
+        if (d->type == F_INT_NZ && f->v == 0)
+            return 0;
+        return add_item(o, d->name, cJSON_CreateNumber((double)(int64_t)f->v));
+    case F_BOOL:
+    case F_BOOL_NZ:
+        if (d->type == F_BOOL_NZ && f->v == 0)
+            return 0;
+        return add_item(o, d->name, cJSON_CreateBool(f->v != 0));
+    case F_MSG: {
+        cJSON *s = sub(o, d->name, 0);
+        return s ? decode_msg(s, f->b, d->msg) : KILN_ENOMEM;
+    }
+    case F_MSGS: {
+        cJSON *arr = sub(o, d->name, 1);
+        cJSON *s = cJSON_CreateObject();
+        if (!arr || !s || !cJSON_AddItemToArray(arr, s)) {
+            cJSON_Delete(s);
+            return KILN_ENOMEM;
+        }
+        return decode_msg(s, f->b, d->msg);
+    }
+    case F_INLINE:
+        return decode_msg(o, f->b, d->msg);
+    case F_MAP: {
+        cJSON *s = sub(o, d->name, 0);
+        return s ? map_entry(s, f->b, 0) : KILN_ENOMEM;
+    }
+    case F_QMAP: {
+        cJSON *s = sub(o, d->name, 0);
+        return s ? qmap_entry(s, f->b) : KILN_ENOMEM;
+    }
+    case F_QTY: {
+        cJSON *v = quantity(f->b);
+        return v ? add_item(o, d->name, v) : KILN_EINVAL;
+    }
+    case F_IOS: {
+        cJSON *v = int_or_string(f->b);
+        return v ? add_item(o, d->name, v) : KILN_EINVAL;
+    }
+    case F_META:
+        return object_meta(o, f->b);
+    }
+    return 0;
+}
+
+static int decode_msg(cJSON *o, buf b, const mdesc *m)
+{
+    field f;
+    int r, rc = 0;
+    while (!rc && (r = next(&b, &f)) == 0) {
+        for (size_t i = 0; i < m->n; i++) {
+            if (m->f[i].num == f.num) {
+                rc = decode_field(o, &m->f[i], &f);
+                break;
+            }
+        }
+    }
+    if (rc)
+        return rc;
+    return r < 0 ? KILN_EINVAL : 0;
+}
+
 static int decode_kind(const char *kind, buf raw, cJSON *o)
 {
     field f;
@@ -289,6 +639,10 @@ static int decode_kind(const char *kind, buf raw, cJSON *o)
                 free(v);
             }
         }
+    } else if (!strcmp(kind, "Deployment")) {
+        return decode_msg(o, raw, &m_deployment);
+    } else if (!strcmp(kind, "Pod")) {
+        return decode_msg(o, raw, &m_pod);
     } else {
         return KILN_EUNSUPPORTED;
     }

@@ -1,8 +1,13 @@
 /* kl_proto: decoding of the Kubernetes protobuf envelope ("k8s\0" +
  * runtime.Unknown) for the few kinds real clients send that way: v1 Secret
- * and DeleteOptions (helm), ConfigMap and Namespace (kubectl create ...).
- * The result is the JSON object the same request would have carried.
- * Replies are never protobuf. */
+ * and DeleteOptions (helm), ConfigMap and Namespace (kubectl create ...),
+ * apps/v1 Deployment (kubectl create deployment) and v1 Pod (client-go
+ * typed clients). Deployments and pods are decoded through per-message
+ * field tables covering the fields kubelite acts on (metadata, replicas,
+ * selector, strategy, template, PodSpec with containers, init containers,
+ * ports, env, resources, volume mounts, probes, volumes); other fields are
+ * skipped. The result is the JSON object the same request would have
+ * carried. Replies are never protobuf. */
 #ifndef KL_PROTO_H
 #define KL_PROTO_H
 

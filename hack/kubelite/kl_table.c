@@ -136,6 +136,40 @@ static void age(const cJSON *o, int64_t now, char *buf, size_t n)
     kl_table_duration(now - t.sec, buf, n);
 }
 
+/* While init containers run, kubectl shows the first one not done:
+ * Init:<reason> when it failed or waits for a reason of its own (back-off),
+ * else Init:<done>/<count>. Overrides the app containers' status, which
+ * only says PodInitializing then. */
+static void init_status(const cJSON *o, char *buf, size_t n)
+{
+    const cJSON *ics = kl_table_jsonpath(o, ".status.initContainerStatuses"), *c;
+    int count = cJSON_GetArraySize(kl_table_jsonpath(o, ".spec.initContainers")), i = 0;
+    cJSON_ArrayForEach(c, ics)
+    {
+        const char *t = sget(c, ".state.terminated.reason");
+        const char *w = sget(c, ".state.waiting.reason");
+        int code = (int)nget(c, ".state.terminated.exitCode");
+        int sig = (int)nget(c, ".state.terminated.signal");
+        if (kl_table_jsonpath(c, ".state.terminated") && code == 0) {
+            i++;
+            continue;
+        }
+        if (kl_table_jsonpath(c, ".state.terminated")) {
+            if (t && *t)
+                snprintf(buf, n, "Init:%s", t);
+            else if (sig)
+                snprintf(buf, n, "Init:Signal:%d", sig);
+            else
+                snprintf(buf, n, "Init:ExitCode:%d", code);
+        } else if (w && *w && strcmp(w, "PodInitializing") != 0) {
+            snprintf(buf, n, "Init:%s", w);
+        } else {
+            snprintf(buf, n, "Init:%d/%d", i, count);
+        }
+        return;
+    }
+}
+
 static void pod_status(const cJSON *o, char *buf, size_t n, int *ready, int *total, int *restarts)
 {
     const char *phase = sget(o, ".status.phase");
@@ -157,6 +191,7 @@ static void pod_status(const cJSON *o, char *buf, size_t n, int *ready, int *tot
                        strcmp(phase, "Succeeded") == 0))
             snprintf(buf, n, "%s", t);
     }
+    init_status(o, buf, n);
     if (kl_table_jsonpath(o, ".metadata.deletionTimestamp"))
         snprintf(buf, n, "Terminating");
 }

@@ -1,7 +1,8 @@
 #!/bin/bash
 # kubectl v1.32 against kubelite: CRD and custom resources, printer
 # columns, patches of every type, validation errors, wait, watch,
-# cascading deletes, server-side apply, protobuf generators, TLS auth.
+# cascading deletes, server-side apply, protobuf generators (create
+# deployment too, whose pod then runs), TLS auth.
 . "$(dirname "$0")/kl_lib.sh"
 M="$(dirname "$0")/manifests"
 kl_start --no-kubelet
@@ -156,4 +157,17 @@ check "object read through v2 says v2" test "$(kubectl get widgets.v2.test.kiln.
 pki="$KL_DIR/pki"
 check "client certificate signed by the CA is accepted" bash -c "curl -sf --cacert $pki/ca.crt --cert $pki/client.crt --key $pki/client.key $server/api/v1/namespaces | grep -q NamespaceList"
 check "request log records verb, resource, user agent and code" bash -c "grep -q '\"verb\":\"patch\",\"group\":\"test.kiln.dev\",\"resource\":\"widgets\"' $KL_DIR/requests.log && grep -q '\"userAgent\":\"kubectl/v1.32' $KL_DIR/requests.log"
+
+# kubectl create deployment POSTs a protobuf apps/v1 Deployment
+check "create deployment (protobuf)" kubectl create deployment d2 --image=busybox -- /bin/sh -c 'sleep 30'
+check "request was protobuf" bash -c "grep '\"resource\":\"deployments\"' $KL_DIR/requests.log | grep '\"code\":201' | grep -q 'application/vnd.kubernetes.protobuf'"
+check "decoded replicas, selector, template labels and command" test "$(kubectl get deploy d2 -o jsonpath='{.spec.replicas}/{.spec.selector.matchLabels.app}/{.spec.template.metadata.labels.app}/{.spec.template.spec.containers[0].image}/{.spec.template.spec.containers[0].command[*]}')" = "1/d2/d2/busybox//bin/sh -c sleep 30"
+check "create deployment --replicas --port (protobuf)" kubectl create deployment d3 --image=busybox --replicas=2 --port=8080
+check "decoded replicas and container port" test "$(kubectl get deploy d3 -o jsonpath='{.spec.replicas}/{.spec.template.spec.containers[0].ports[0].containerPort}')" = 2/8080
+kubectl delete deploy d3 --wait=false >/dev/null
+# the same data dir with the kubelet on: the Deployment's pod runs
+kl_stop
+kl_start
+eventually 30 "the created Deployment's pod runs" bash -c "kubectl get pods -l app=d2 -o jsonpath='{.items[*].status.phase}' | grep -qw Running"
+check "its container runs the decoded command" test "$(kubectl get pods -l app=d2 -o jsonpath='{.items[0].spec.containers[0].command[2]}')" = "sleep 30"
 kl_done

@@ -1,0 +1,143 @@
+/* kl_kpod: the kubelet's pod and container records (see kl_kpod.h). */
+#include "kl_kpod.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kiln_err.h"
+#include "kl_api.h"
+#include "kl_table.h"
+#include "kquantity.h"
+#include "ktime.h"
+
+const char *kl_kpod_jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+const char *kl_kpod_jstr0(const cJSON *o, const char *k)
+{
+    const char *s = kl_kpod_jstr(o, k);
+    return s ? s : "";
+}
+
+static void add_ctrs(kl_kpod *p, const cJSON *list, int init)
+{
+    const cJSON *c;
+    cJSON_ArrayForEach(c, list)
+    {
+        if (p->n == KL_KPOD_MAX_CTR)
+            break;
+        kl_kctr *x = &p->c[p->n++];
+        snprintf(x->name, sizeof(x->name), "%s", kl_kpod_jstr0(c, "name"));
+        x->init = init;
+        x->backoff_ms = 1000;
+        kl_probe_init(&x->startup);
+        kl_probe_init(&x->liveness);
+        kl_probe_init(&x->readiness);
+        const char *ml = kl_kpod_jstr(kl_table_jsonpath(c, ".resources.limits"), "memory");
+        kquantity q;
+        if (ml && kquantity_parse(ml, &q, NULL) == 0)
+            x->mem_limit = q.value;
+        if (init)
+            p->n_init++;
+    }
+}
+
+int kl_kpod_new(const cJSON *pod, const char *data_dir, const char *ip, kl_kpod **out)
+{
+    *out = NULL;
+    kl_kpod *p = calloc(1, sizeof(*p));
+    if (!p)
+        return KILN_ENOMEM;
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(pod, "metadata");
+    snprintf(p->uid, sizeof(p->uid), "%s", kl_kpod_jstr0(md, "uid"));
+    snprintf(p->ns, sizeof(p->ns), "%s", kl_kpod_jstr0(md, "namespace"));
+    snprintf(p->name, sizeof(p->name), "%s", kl_kpod_jstr0(md, "name"));
+    snprintf(p->dir, sizeof(p->dir), "%s/pods/%s", data_dir, p->uid);
+    snprintf(p->ip, sizeof(p->ip), "%s", ip);
+    kl_now_str(p->start_time, sizeof(p->start_time), 0);
+    const cJSON *ads = kl_table_jsonpath(pod, ".spec.activeDeadlineSeconds");
+    if (cJSON_IsNumber(ads))
+        p->deadline_ms = ktime_mono_ms() + (int64_t)(ads->valuedouble * 1000);
+    /* Init containers come first so that index order is run order. */
+    add_ctrs(p, kl_table_jsonpath(pod, ".spec.initContainers"), 1);
+    add_ctrs(p, kl_table_jsonpath(pod, ".spec.containers"), 0);
+    p->initialized = p->n_init == 0;
+    *out = p;
+    return 0;
+}
+
+void kl_kpod_free(kl_kpod *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->n; i++) {
+        kl_kctr *c = &p->c[i];
+        kl_probe_cancel(&c->startup);
+        kl_probe_cancel(&c->liveness);
+        kl_probe_cancel(&c->readiness);
+        cJSON_Delete(c->last_state);
+        if (c->cg[0])
+            rmdir(c->cg);
+    }
+    free(p);
+}
+
+kl_kctr *kl_kpod_ctr(kl_kpod *p, const char *name)
+{
+    for (int i = 0; name && i < p->n; i++)
+        if (!strcmp(p->c[i].name, name))
+            return &p->c[i];
+    return NULL;
+}
+
+const cJSON *kl_kpod_spec(const cJSON *pod, const kl_kctr *c)
+{
+    const cJSON *x;
+    cJSON_ArrayForEach(
+        x, kl_table_jsonpath(pod, c->init ? ".spec.initContainers" : ".spec.containers"))
+    {
+        if (!strcmp(kl_kpod_jstr0(x, "name"), c->name))
+            return x;
+    }
+    return NULL;
+}
+
+void kl_kctr_kill(kl_kctr *c, int sig)
+{
+    /* The child called setsid(): its pid is the group of the whole
+     * sandbox, bwrap and everything it started. */
+    if (c->running && c->pid > 0) {
+        kill(-c->pid, sig);
+        kill(c->pid, sig);
+    }
+}
+
+void kl_kpod_kill(kl_kpod *p, int sig)
+{
+    for (int i = 0; i < p->n; i++)
+        kl_kctr_kill(&p->c[i], sig);
+}
+
+int kl_kpod_any_running(const kl_kpod *p)
+{
+    for (int i = 0; i < p->n; i++)
+        if (p->c[i].running)
+            return 1;
+    return 0;
+}
+
+void kl_kpod_log_path(const kl_kpod *p, const kl_kctr *c, int restart, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/logs/%s-%d.log", p->dir, c->name, restart);
+}
+
+void kl_kpod_term_path(const kl_kpod *p, const kl_kctr *c, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/term/%s", p->dir, c->name);
+}

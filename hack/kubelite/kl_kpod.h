@@ -1,0 +1,93 @@
+/* kl_kpod: the kubelet's own record of a pod it runs and of each of its
+ * containers (init containers first, then app containers): process ids,
+ * restart counts and back-off, probe states, termination details. The API
+ * object stays the source of the spec; these records hold what only the
+ * node knows. Shared by the kubelet modules (kl_kubelet, kl_sandbox,
+ * kl_podstatus); nothing here talks to the API or starts processes.
+ *
+ * Ownership: kl_kpod_new()/kl_kpod_free(); last_state inside a container
+ * record is owned by the record. */
+#ifndef KL_KPOD_H
+#define KL_KPOD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <cjson/cJSON.h>
+
+#include "kl_probe.h"
+#include "ktime.h"
+
+#define KL_KPOD_MAX_CTR 16
+
+typedef struct kl_kctr {
+    char name[128];
+    int init; /* an init container */
+    pid_t pid;
+    int started; /* ever started */
+    int running;
+    int done; /* terminated and will not restart */
+    int restarts;
+    int exit_code, signal;
+    char reason[32];
+    char started_at[KTIME_BUFSZ], finished_at[KTIME_BUFSZ];
+    cJSON *last_state; /* previous termination, owned */
+    int64_t next_start_ms;
+    int backoff_ms;
+    int ready;      /* readiness verdict */
+    int startup_ok; /* startup probe passed, or there is none */
+    kl_probe startup, liveness, readiness;
+    int64_t kill_at_ms; /* a probe-failure kill in progress: SIGKILL at */
+    int64_t mem_limit;
+    char cg[512]; /* memory cgroup of the running instance, "" if none */
+} kl_kctr;
+
+typedef struct kl_kpod {
+    char uid[64], ns[254], name[254];
+    char ip[32];
+    char dir[4096];
+    char start_time[KTIME_BUFSZ];
+    int n; /* containers in c[], init containers first */
+    int n_init;
+    kl_kctr c[KL_KPOD_MAX_CTR];
+    int initialized;     /* every init container succeeded */
+    int init_failed;     /* an init container failed and will not be retried */
+    int64_t deadline_ms; /* activeDeadlineSeconds, 0: none */
+    int deadline_hit;
+    int64_t kill_at_ms; /* graceful deletion: SIGKILL at */
+    int terminating;
+    int gone; /* removed from the store */
+} kl_kpod;
+
+/* A record for pod (its uid, name, containers and limits); dir is the
+ * kubelet's data directory, ip the pod IP. Creates no files. Returns 0 or
+ * KILN_ENOMEM. */
+int kl_kpod_new(const cJSON *pod, const char *data_dir, const char *ip, kl_kpod **out);
+/* Ends probe checks in flight, removes leftover cgroups, frees. Processes
+ * are the caller's to stop first. */
+void kl_kpod_free(kl_kpod *p);
+
+/* The container record named name, or NULL (borrowed). */
+kl_kctr *kl_kpod_ctr(kl_kpod *p, const char *name);
+/* The container's spec in pod (containers or initContainers), or NULL. */
+const cJSON *kl_kpod_spec(const cJSON *pod, const kl_kctr *c);
+
+/* Sends sig to the container's process group; no-op when not running. */
+void kl_kctr_kill(kl_kctr *c, int sig);
+/* kl_kctr_kill() for every container of p. */
+void kl_kpod_kill(kl_kpod *p, int sig);
+/* 1 while any container of p runs. */
+int kl_kpod_any_running(const kl_kpod *p);
+
+/* Log file of the container's instance number restart. */
+void kl_kpod_log_path(const kl_kpod *p, const kl_kctr *c, int restart, char *buf, size_t n);
+/* The file bound at the container's /dev/termination-log. */
+void kl_kpod_term_path(const kl_kpod *p, const kl_kctr *c, char *buf, size_t n);
+
+/* JSON helpers shared by the kubelet modules: the string member k of o,
+ * or NULL (kl_kpod_jstr) or "" (kl_kpod_jstr0) when absent. */
+const char *kl_kpod_jstr(const cJSON *o, const char *k);
+const char *kl_kpod_jstr0(const cJSON *o, const char *k);
+
+#endif

@@ -1,0 +1,269 @@
+/* kl_probe: non-blocking startup, liveness and readiness checks (see
+ * kl_probe.h). A check is started by one kubelet tick and finished by a
+ * later one, so a slow endpoint or a hanging exec command never stalls the
+ * API server that shares the service thread. */
+#include "kl_probe.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kl_kpod.h"
+#include "kl_sandbox.h"
+#include "kl_table.h"
+
+/* How long after a (re)start an exec check may find no process to enter. */
+#define SETUP_GRACE_MS 2000
+
+/* A probe number field in seconds, or def when absent or not positive
+ * (Kubernetes rejects such values; a kubelet never sees them). */
+static int64_t secs(const cJSON *probe, const char *k, int64_t def, int allow_zero)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(probe, k);
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || (!allow_zero && v->valuedouble == 0))
+        return def;
+    return (int64_t)v->valuedouble;
+}
+
+void kl_probe_params_of(const cJSON *probe, int one_success, kl_probe_params *out)
+{
+    out->initial_delay_ms = secs(probe, "initialDelaySeconds", 0, 1) * 1000;
+    out->period_ms = secs(probe, "periodSeconds", 10, 0) * 1000;
+    out->timeout_ms = secs(probe, "timeoutSeconds", 1, 0) * 1000;
+    out->success_threshold = one_success ? 1 : (int)secs(probe, "successThreshold", 1, 0);
+    out->failure_threshold = (int)secs(probe, "failureThreshold", 3, 0);
+    out->grace_s = secs(probe, "terminationGracePeriodSeconds", -1, 1);
+}
+
+void kl_probe_init(kl_probe *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->fd = -1;
+}
+
+void kl_probe_cancel(kl_probe *s)
+{
+    if (s->pid > 0) {
+        /* The child leads its own session: nsenter and the command it
+         * forked inside the container go together. */
+        kill(-s->pid, SIGKILL);
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, NULL, 0);
+    }
+    if (s->fd >= 0)
+        close(s->fd);
+    s->pid = 0;
+    s->fd = -1;
+    s->active = 0;
+    s->sent = 0;
+    s->got = 0;
+}
+
+void kl_probe_arm(kl_probe *s, const cJSON *probe, int64_t now)
+{
+    kl_probe_cancel(s);
+    kl_probe_params pp;
+    kl_probe_params_of(probe, 0, &pp);
+    s->successes = 0;
+    s->failures = 0;
+    s->next_ms = now + pp.initial_delay_ms;
+    s->armed_ms = now;
+}
+
+static int probe_port(const cJSON *cs, const cJSON *port)
+{
+    if (cJSON_IsNumber(port))
+        return port->valueint;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(cs, "ports"))
+    {
+        const cJSON *cp = cJSON_GetObjectItemCaseSensitive(p, "containerPort");
+        if (cJSON_IsString(port) && !strcmp(kl_kpod_jstr0(p, "name"), port->valuestring) &&
+            cJSON_IsNumber(cp))
+            return cp->valueint;
+    }
+    return cJSON_IsString(port) ? (int)strtol(port->valuestring, NULL, 10) : 0;
+}
+
+/* Starts a non-blocking connect to ip:port. Returns the socket or -1. */
+static int connect_start(const char *ip, int port)
+{
+    if (port <= 0 || port > 65535)
+        return -1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1 ||
+        (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 && errno != EINPROGRESS)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Records why a check failed (for the Unhealthy event) and says so. */
+static int failed(kl_probe *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int failed(kl_probe *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->detail, sizeof(s->detail), fmt, ap);
+    va_end(ap);
+    return KL_PROBE_FAILURE;
+}
+
+/* Starts a check. Returns KL_PROBE_PENDING when one is now in flight, or
+ * KL_PROBE_FAILURE when it could not even start. */
+static int start_check(kl_probe *s, const cJSON *probe, const cJSON *cs, const char *ip,
+                       pid_t sandbox, int64_t now, const kl_probe_params *pp)
+{
+    const cJSON *hg = cJSON_GetObjectItemCaseSensitive(probe, "httpGet");
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(probe, "tcpSocket");
+    const cJSON *gr = cJSON_GetObjectItemCaseSensitive(probe, "grpc");
+    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(probe, "exec");
+    s->started_ms = now;
+    s->deadline_ms = now + pp->timeout_ms;
+    s->sent = 0;
+    s->got = 0;
+    s->http = hg != NULL;
+    if (hg || ts || gr) {
+        /* grpc: kubelite has no gRPC client; a TCP connect is the nearest
+         * check it can make. */
+        const cJSON *h = hg ? hg : ts ? ts : gr;
+        int port = probe_port(cs, cJSON_GetObjectItemCaseSensitive(h, "port"));
+        if (port <= 0 || port > 65535)
+            return failed(s, "invalid port %d", port);
+        s->fd = connect_start(ip, port);
+        if (s->fd < 0)
+            return failed(s, "dial tcp %s:%d: %s", ip, port, strerror(errno));
+    } else if (ex) {
+        int rc =
+            kl_sandbox_exec_in(sandbox, cJSON_GetObjectItemCaseSensitive(ex, "command"), &s->pid);
+        /* Right after a start bwrap may not have forked the container's
+         * first process yet: try again on the next tick instead of
+         * counting a failure nobody could have passed. */
+        if (rc == KILN_ENOTFOUND && now - s->armed_ms < SETUP_GRACE_MS) {
+            s->next_ms = now;
+            return KL_PROBE_PENDING;
+        }
+        if (rc != 0)
+            return failed(s, "cannot run the command in the container");
+    } else {
+        return failed(s, "the probe has no handler");
+    }
+    s->active = 1;
+    return KL_PROBE_PENDING;
+}
+
+/* Moves an http/tcp check on. Returns the result once known. */
+static int poll_socket(kl_probe *s, const cJSON *probe, const char *ip)
+{
+    struct pollfd pf = {s->fd, (short)(s->sent ? POLLIN : POLLOUT), 0};
+    if (poll(&pf, 1, 0) != 1)
+        return KL_PROBE_PENDING;
+    if (!s->sent) {
+        int err = 0;
+        socklen_t el = sizeof(err);
+        if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0)
+            return failed(s, "dial tcp %s: %s", ip, strerror(err ? err : errno));
+        if (!(pf.revents & POLLOUT))
+            return KL_PROBE_PENDING;
+        if (!s->http)
+            return KL_PROBE_SUCCESS; /* connected */
+        const cJSON *hg = cJSON_GetObjectItemCaseSensitive(probe, "httpGet");
+        const char *path = kl_kpod_jstr(hg, "path");
+        const char *host = kl_kpod_jstr(hg, "host");
+        char req[1200];
+        int n = snprintf(req, sizeof(req),
+                         "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: kube-probe/1.32\r\n"
+                         "Accept: */*\r\nConnection: close\r\n\r\n",
+                         path && path[0] ? path : "/", host && host[0] ? host : ip);
+        if (n < 0 || (size_t)n >= sizeof(req) || write(s->fd, req, (size_t)n) != n)
+            return failed(s, "cannot send the HTTP request");
+        s->sent = 1;
+        return KL_PROBE_PENDING;
+    }
+    ssize_t r = read(s->fd, s->resp + s->got, sizeof(s->resp) - 1 - s->got);
+    if (r < 0)
+        return errno == EAGAIN ? KL_PROBE_PENDING : failed(s, "read: %s", strerror(errno));
+    s->got += (size_t)r;
+    s->resp[s->got] = 0;
+    /* "HTTP/1.x NNN": the status code decides; 200-399 is a success. */
+    if (s->got >= 12 || r == 0) {
+        if (s->got < 12 || strncmp(s->resp, "HTTP/", 5) != 0)
+            return failed(s, "the answer is not HTTP");
+        const char *sp = strchr(s->resp, ' ');
+        long code = sp ? strtol(sp + 1, NULL, 10) : 0;
+        if (code >= 200 && code < 400)
+            return KL_PROBE_SUCCESS;
+        return failed(s, "HTTP probe failed with statuscode: %ld", code);
+    }
+    return KL_PROBE_PENDING;
+}
+
+/* Checks on a check in flight; ends it when its result is known. */
+static int finish_check(kl_probe *s, const cJSON *probe, const char *ip, int64_t now)
+{
+    int res = KL_PROBE_PENDING;
+    if (s->pid > 0) {
+        int st = 0;
+        pid_t w = waitpid(s->pid, &st, WNOHANG);
+        if (w == s->pid) {
+            s->pid = 0;
+            if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+                res = KL_PROBE_SUCCESS;
+            else if (WIFEXITED(st))
+                res = failed(s, "command exited with status %d", WEXITSTATUS(st));
+            else
+                res = failed(s, "command killed by signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+        } else if (w < 0) {
+            s->pid = 0;
+            res = failed(s, "lost the command: %s", strerror(errno));
+        }
+    } else if (s->fd >= 0) {
+        res = poll_socket(s, probe, ip);
+    }
+    if (res == KL_PROBE_PENDING && now >= s->deadline_ms)
+        res =
+            failed(s, "timed out after %llds", (long long)(s->deadline_ms - s->started_ms) / 1000);
+    if (res != KL_PROBE_PENDING)
+        kl_probe_cancel(s);
+    return res;
+}
+
+int kl_probe_step(kl_probe *s, const cJSON *probe, const cJSON *cs, const char *ip, pid_t sandbox,
+                  int64_t now)
+{
+    if (!probe)
+        return KL_PROBE_PENDING;
+    kl_probe_params pp;
+    kl_probe_params_of(probe, 0, &pp);
+    int res = KL_PROBE_PENDING;
+    if (s->active) {
+        res = finish_check(s, probe, ip, now);
+    } else if (now >= s->next_ms) {
+        /* The period runs from the start of one check to the next. */
+        s->next_ms = now + pp.period_ms;
+        res = start_check(s, probe, cs, ip, sandbox, now, &pp);
+        if (res == KL_PROBE_PENDING)
+            res = finish_check(s, probe, ip, now); /* a local connect may be done already */
+    }
+    if (res == KL_PROBE_SUCCESS) {
+        s->successes++;
+        s->failures = 0;
+    } else if (res == KL_PROBE_FAILURE) {
+        s->failures++;
+        s->successes = 0;
+    }
+    return res;
+}

@@ -1,0 +1,783 @@
+/* kl_sandbox: volumes, image mapping, the bwrap command line, memory
+ * cgroups and process launch for kubelite's kubelet (see kl_sandbox.h). */
+#include "kl_sandbox.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kl_table.h"
+#include "ktime.h"
+
+typedef struct image_map {
+    char glob[512];
+    char bin[4096];
+} image_map;
+
+struct kl_sandbox {
+    kl_api *api;
+    char dir[4096];
+    image_map *maps;
+    size_t n_maps;
+};
+
+/* ---- image mapping ---- */
+
+static int load_images(kl_sandbox *sb, const char *path, kiln_error *err)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return kiln_fail(err, KILN_ENOTFOUND, "images file %s: %s", path, strerror(errno));
+    char line[5000];
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        char *eq = strchr(line, '=');
+        if (!line[0] || line[0] == '#' || !eq)
+            continue;
+        *eq = 0;
+        image_map *nm = realloc(sb->maps, (sb->n_maps + 1) * sizeof(*nm));
+        if (!nm) {
+            fclose(f);
+            return KILN_ENOMEM;
+        }
+        sb->maps = nm;
+        snprintf(nm[sb->n_maps].glob, sizeof(nm[0].glob), "%s", line);
+        snprintf(nm[sb->n_maps].bin, sizeof(nm[0].bin), "%s", eq + 1);
+        sb->n_maps++;
+    }
+    fclose(f);
+    return 0;
+}
+
+static const char *image_binary(kl_sandbox *sb, const char *image)
+{
+    for (size_t i = 0; image && i < sb->n_maps; i++)
+        if (fnmatch(sb->maps[i].glob, image, 0) == 0)
+            return sb->maps[i].bin;
+    return NULL;
+}
+
+/* ---- pod directories and volumes ---- */
+
+int kl_sandbox_mkdirs(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *s = tmp + 1; *s; s++) {
+        if (*s == '/') {
+            *s = 0;
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+                return -1;
+            *s = '/';
+        }
+    }
+    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static int write_file(const char *path, const char *data, size_t n, int mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -1;
+    int ok = write(fd, data, n) == (ssize_t)n;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+static size_t b64dec(const char *in, unsigned char *out)
+{
+    int T[256];
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int i = 0; i < 256; i++)
+        T[i] = -1;
+    for (int i = 0; i < 64; i++)
+        T[(unsigned char)A[i]] = i;
+    size_t n = 0;
+    unsigned v = 0;
+    int bits = 0;
+    for (const char *p = in; *p; p++) {
+        int d = T[(unsigned char)*p];
+        if (d < 0)
+            continue;
+        v = (v << 6) | (unsigned)d;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(v >> bits);
+        }
+    }
+    return n;
+}
+
+/* Projects a configMap/secret volume's keys as files into dir. */
+static void project(kl_sandbox *sb, const char *ns, const cJSON *src, const char *plural,
+                    const char *name_key, const char *dir, int secret)
+{
+    kl_res *r = kl_api_res(sb->api, "", plural);
+    const char *name = kl_kpod_jstr(src, name_key);
+    const cJSON *obj = name ? kl_store_get(kl_api_store(sb->api), r->rkey, ns, name) : NULL;
+    if (!obj)
+        return;
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(src, "items");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(obj, "data");
+    const cJSON *e;
+    char path[4400];
+    cJSON_ArrayForEach(e, data)
+    {
+        if (!cJSON_IsString(e))
+            continue;
+        const char *fname = e->string;
+        if (cJSON_GetArraySize(items)) {
+            const cJSON *it;
+            fname = NULL;
+            cJSON_ArrayForEach(it, items) if (!strcmp(kl_kpod_jstr0(it, "key"), e->string)) fname =
+                kl_kpod_jstr(it, "path");
+            if (!fname)
+                continue;
+        }
+        snprintf(path, sizeof(path), "%s/%s", dir, fname);
+        char *slash = strrchr(path, '/');
+        if (slash) {
+            *slash = 0;
+            kl_sandbox_mkdirs(path);
+            *slash = '/';
+        }
+        if (secret) {
+            size_t len = strlen(e->valuestring);
+            unsigned char *buf = malloc(len + 1);
+            if (buf) {
+                size_t n = b64dec(e->valuestring, buf);
+                write_file(path, (const char *)buf, n, 0644);
+                free(buf);
+            }
+        } else {
+            write_file(path, e->valuestring, strlen(e->valuestring), 0644);
+        }
+    }
+}
+
+static const char *field_ref(const cJSON *pod, const kl_kpod *p, const char *path)
+{
+    if (!strcmp(path, "status.podIP") || !strcmp(path, "status.hostIP"))
+        return !strcmp(path, "status.podIP") ? p->ip : "127.0.0.1";
+    char jp[300];
+    snprintf(jp, sizeof(jp), ".%s", path);
+    if (!strncmp(path, "metadata.labels['", 17) || !strncmp(path, "metadata.annotations['", 22)) {
+        const char *q = strchr(path, '\'');
+        char key[256];
+        if (q && sscanf(q + 1, "%255[^']", key) == 1) {
+            const cJSON *m =
+                cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(pod, "metadata"),
+                                                 path[9] == 'l' ? "labels" : "annotations");
+            return kl_kpod_jstr(m, key);
+        }
+        return NULL;
+    }
+    const cJSON *v = kl_table_jsonpath(pod, jp);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* Volumes: returns the host directory for a volume name. */
+static int volume_dir(kl_sandbox *sb, const cJSON *pod, const kl_kpod *p, const char *vname,
+                      char *out, size_t n, int *is_file)
+{
+    *is_file = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, kl_table_jsonpath(pod, ".spec.volumes"))
+    {
+        if (strcmp(kl_kpod_jstr0(v, "name"), vname) != 0)
+            continue;
+        const cJSON *hp = cJSON_GetObjectItemCaseSensitive(v, "hostPath");
+        const cJSON *pvc = cJSON_GetObjectItemCaseSensitive(v, "persistentVolumeClaim");
+        if (hp) {
+            snprintf(out, n, "%s", kl_kpod_jstr0(hp, "path"));
+            const char *type = kl_kpod_jstr(hp, "type");
+            if (type && (!strcmp(type, "DirectoryOrCreate")))
+                kl_sandbox_mkdirs(out);
+            struct stat sb;
+            if (stat(out, &sb) == 0 && !S_ISDIR(sb.st_mode))
+                *is_file = 1;
+            return stat(out, &sb) == 0 ? 0 : -1;
+        }
+        if (pvc) {
+            snprintf(out, n, "%s/volumes/%s/%s", sb->dir, p->ns, kl_kpod_jstr0(pvc, "claimName"));
+            return kl_sandbox_mkdirs(out);
+        }
+        snprintf(out, n, "%s/vol/%s", p->dir, vname);
+        return 0; /* emptyDir, configMap, secret, downwardAPI: prepared at pod setup */
+    }
+    return -1;
+}
+
+static void setup_volumes(kl_sandbox *sb, const cJSON *pod, kl_kpod *p)
+{
+    const cJSON *v;
+    char d[4400];
+    cJSON_ArrayForEach(v, kl_table_jsonpath(pod, ".spec.volumes"))
+    {
+        snprintf(d, sizeof(d), "%s/vol/%s", p->dir, kl_kpod_jstr0(v, "name"));
+        if (cJSON_GetObjectItemCaseSensitive(v, "hostPath") ||
+            cJSON_GetObjectItemCaseSensitive(v, "persistentVolumeClaim"))
+            continue;
+        kl_sandbox_mkdirs(d);
+        const cJSON *cm = cJSON_GetObjectItemCaseSensitive(v, "configMap");
+        const cJSON *sec = cJSON_GetObjectItemCaseSensitive(v, "secret");
+        const cJSON *dw = cJSON_GetObjectItemCaseSensitive(v, "downwardAPI");
+        if (cm)
+            project(sb, p->ns, cm, "configmaps", "name", d, 0);
+        if (sec)
+            project(sb, p->ns, sec, "secrets", "secretName", d, 1);
+        if (dw) {
+            const cJSON *it;
+            cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(dw, "items"))
+            {
+                const char *fp =
+                    kl_kpod_jstr(cJSON_GetObjectItemCaseSensitive(it, "fieldRef"), "fieldPath");
+                const char *val = fp ? field_ref(pod, p, fp) : NULL;
+                char path[4700];
+                snprintf(path, sizeof(path), "%s/%s", d, kl_kpod_jstr0(it, "path"));
+                if (val)
+                    write_file(path, val, strlen(val), 0644);
+            }
+        }
+    }
+}
+
+/* ---- argv building ---- */
+
+/* A growing argv. An allocation failure sets oom and spawn() refuses the
+ * vector, so a command is never run with arguments missing. */
+typedef struct argv_t {
+    char **v;
+    int n, cap;
+    int oom;
+} argv_t;
+
+static void arg(argv_t *a, const char *s)
+{
+    if (a->oom)
+        return;
+    if (a->n + 2 > a->cap) {
+        int nc = a->cap ? a->cap * 2 : 64;
+        char **nv = realloc(a->v, (size_t)nc * sizeof(*nv));
+        if (!nv) {
+            a->oom = 1;
+            return;
+        }
+        a->v = nv;
+        a->cap = nc;
+    }
+    char *d = strdup(s ? s : "");
+    if (!d) {
+        a->oom = 1;
+        return;
+    }
+    a->v[a->n++] = d;
+    a->v[a->n] = NULL;
+}
+
+static void argv_free(argv_t *a)
+{
+    for (int i = 0; i < a->n; i++)
+        free(a->v[i]);
+    free(a->v);
+}
+
+static const char *env_value(kl_sandbox *sb, const cJSON *pod, const kl_kpod *p, const cJSON *e,
+                             char *buf, size_t n)
+{
+    const char *v = kl_kpod_jstr(e, "value");
+    if (v)
+        return v;
+    const cJSON *vf = cJSON_GetObjectItemCaseSensitive(e, "valueFrom");
+    const cJSON *fr = cJSON_GetObjectItemCaseSensitive(vf, "fieldRef");
+    if (fr)
+        return field_ref(pod, p, kl_kpod_jstr0(fr, "fieldPath"));
+    const cJSON *cm = cJSON_GetObjectItemCaseSensitive(vf, "configMapKeyRef");
+    const cJSON *sk = cJSON_GetObjectItemCaseSensitive(vf, "secretKeyRef");
+    const cJSON *ref = cm ? cm : sk;
+    if (ref) {
+        kl_res *r = kl_api_res(sb->api, "", cm ? "configmaps" : "secrets");
+        const cJSON *o =
+            kl_store_get(kl_api_store(sb->api), r->rkey, p->ns, kl_kpod_jstr0(ref, "name"));
+        const char *val =
+            kl_kpod_jstr(cJSON_GetObjectItemCaseSensitive(o, "data"), kl_kpod_jstr0(ref, "key"));
+        if (val && sk) {
+            unsigned char *d = malloc(strlen(val) + 1);
+            if (!d)
+                return NULL;
+            size_t len = b64dec(val, d);
+            snprintf(buf, n, "%.*s", (int)len, (const char *)d);
+            free(d);
+            return buf;
+        }
+        return val;
+    }
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(vf, "resourceFieldRef");
+    if (rf) {
+        snprintf(buf, n, "0");
+        return buf;
+    }
+    return NULL;
+}
+
+/* Binds the image's binary at the container's command path. Inside the
+ * read-only /usr bwrap cannot create a missing mount point (say
+ * /usr/local/bin/kiln-trainer on a host without it), so the deepest
+ * existing directory on that path is covered with a tmpfs, the host's
+ * entries in it are bound back one by one, and the missing directories are
+ * made in the tmpfs. */
+static void bind_command(argv_t *a, const char *bin, const char *at)
+{
+    struct stat st;
+    if (strncmp(at, "/usr/", 5) != 0 || lstat(at, &st) == 0) {
+        arg(a, "--ro-bind");
+        arg(a, bin);
+        arg(a, at);
+        return;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", at);
+    char *slash = strrchr(dir, '/');
+    *slash = '\0';
+    while (strlen(dir) > 4 && stat(dir, &st) != 0) /* deepest existing ancestor, at most /usr */
+        *strrchr(dir, '/') = '\0';
+    arg(a, "--tmpfs");
+    arg(a, dir);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char path[4400], target[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n > 0) {
+            target[n] = '\0';
+            arg(a, "--symlink");
+            arg(a, target);
+        } else {
+            arg(a, "--ro-bind-try");
+            arg(a, path);
+        }
+        arg(a, path);
+    }
+    if (d)
+        closedir(d);
+    /* directories between the tmpfs and the binary */
+    size_t base = strlen(dir);
+    char sub[4096];
+    snprintf(sub, sizeof sub, "%s", at);
+    for (char *q = sub + base + 1; (q = strchr(q, '/')) != NULL; q++) {
+        *q = '\0';
+        arg(a, "--dir");
+        arg(a, sub);
+        *q = '/';
+    }
+    arg(a, "--ro-bind");
+    arg(a, bin);
+    arg(a, at);
+}
+
+/* Expands $(VAR) in a command or argument from the container's env, as a
+ * kubelet does: $$ is a literal $, and a reference to an unknown variable
+ * stays as written. */
+static void expand_refs(kl_sandbox *sb, const cJSON *pod, const kl_kpod *p, const cJSON *cs,
+                        const char *in, char *out, size_t n)
+{
+    size_t o = 0;
+    for (const char *q = in; *q && o + 1 < n;) {
+        if (q[0] == '$' && q[1] == '$') {
+            out[o++] = '$';
+            q += 2;
+            continue;
+        }
+        const char *close = q[0] == '$' && q[1] == '(' ? strchr(q + 2, ')') : NULL;
+        if (close) {
+            size_t len = (size_t)(close - (q + 2));
+            const char *val = NULL;
+            char vbuf[4096];
+            const cJSON *e;
+            cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(cs, "env"))
+            {
+                const char *name = kl_kpod_jstr(e, "name");
+                if (name && strlen(name) == len && !strncmp(name, q + 2, len))
+                    val = env_value(sb, pod, p, e, vbuf, sizeof vbuf);
+            }
+            if (val) {
+                size_t vl = strlen(val);
+                if (o + vl >= n)
+                    vl = n - o - 1;
+                memcpy(out + o, val, vl);
+                o += vl;
+                q = close + 1;
+                continue;
+            }
+        }
+        out[o++] = *q++;
+    }
+    out[o] = '\0';
+}
+
+/* Builds the bwrap command line for container spec cs of pod. */
+static int build_argv(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, const cJSON *cs, kl_kctr *c,
+                      argv_t *a)
+{
+    char buf[4400], tl[4400];
+    arg(a, "bwrap");
+    arg(a, "--unshare-pid");
+    arg(a, "--die-with-parent");
+    arg(a, "--ro-bind");
+    arg(a, "/usr");
+    arg(a, "/usr");
+    const char *links[][2] = {
+        {"usr/lib", "/lib"}, {"usr/lib64", "/lib64"}, {"usr/bin", "/bin"}, {"usr/sbin", "/sbin"}};
+    for (int i = 0; i < 4; i++) {
+        arg(a, "--symlink");
+        arg(a, links[i][0]);
+        arg(a, links[i][1]);
+    }
+    const char *etc[] = {"/etc/passwd",          "/etc/group",         "/etc/hosts",
+                         "/etc/resolv.conf",     "/etc/nsswitch.conf", "/etc/ssl",
+                         "/etc/ca-certificates", "/etc/localtime",     "/etc/alternatives"};
+    for (int i = 0; i < 9; i++) {
+        arg(a, "--ro-bind-try");
+        arg(a, etc[i]);
+        arg(a, etc[i]);
+    }
+    arg(a, "--proc");
+    arg(a, "/proc");
+    arg(a, "--dev");
+    arg(a, "/dev");
+    arg(a, "--tmpfs");
+    arg(a, "/tmp");
+    kl_kpod_term_path(p, c, tl, sizeof(tl));
+    arg(a, "--bind");
+    arg(a, tl);
+    arg(a, "/dev/termination-log");
+    const cJSON *vm;
+    cJSON_ArrayForEach(vm, cJSON_GetObjectItemCaseSensitive(cs, "volumeMounts"))
+    {
+        int is_file;
+        if (volume_dir(sb, pod, p, kl_kpod_jstr0(vm, "name"), buf, sizeof(buf), &is_file) != 0)
+            return -1;
+        char src[4700];
+        const char *sub = kl_kpod_jstr(vm, "subPath");
+        if (sub && sub[0]) {
+            snprintf(src, sizeof(src), "%s/%s", buf, sub);
+            struct stat sb;
+            if (stat(src, &sb) != 0)
+                kl_sandbox_mkdirs(src);
+        } else {
+            snprintf(src, sizeof(src), "%s", buf);
+        }
+        arg(a, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(vm, "readOnly")) ? "--ro-bind"
+                                                                              : "--bind");
+        arg(a, src);
+        arg(a, kl_kpod_jstr0(vm, "mountPath"));
+    }
+    /* Image -> binary, bound at the container's command[0]. */
+    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(cs, "command");
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(cs, "args");
+    const char *bin = image_binary(sb, kl_kpod_jstr(cs, "image"));
+    const char *cmd0 =
+        cJSON_GetArraySize(cmd) ? kl_kpod_jstr0(cJSON_GetArrayItem(cmd, 0), "") : NULL;
+    if (cJSON_GetArraySize(cmd))
+        cmd0 = cJSON_GetArrayItem(cmd, 0)->valuestring;
+    if (bin) {
+        const char *at = cmd0 && cmd0[0] == '/' ? cmd0 : bin;
+        if (strncmp(at, "/usr/", 5) != 0 || strcmp(at, bin) != 0)
+            bind_command(a, bin, at);
+        if (!cmd0)
+            cmd0 = bin;
+    }
+    if (!cmd0)
+        return -1;
+    const char *wd = kl_kpod_jstr(cs, "workingDir");
+    arg(a, "--chdir");
+    arg(a, wd && wd[0] ? wd : "/");
+    if (wd && wd[0]) {
+        arg(a, "--dir");
+        arg(a, wd);
+    }
+    arg(a, "--clearenv");
+    arg(a, "--setenv");
+    arg(a, "PATH");
+    arg(a, "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    arg(a, "--setenv");
+    arg(a, "HOSTNAME");
+    arg(a, p->name);
+    arg(a, "--setenv");
+    arg(a, "HOME");
+    arg(a, "/tmp");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(cs, "env"))
+    {
+        const char *v = env_value(sb, pod, p, e, buf, sizeof(buf));
+        if (!kl_kpod_jstr(e, "name") || !v)
+            continue;
+        arg(a, "--setenv");
+        arg(a, kl_kpod_jstr(e, "name"));
+        arg(a, v);
+    }
+    arg(a, "--");
+    char ex[4400];
+    if (cJSON_GetArraySize(cmd)) {
+        const cJSON *x;
+        cJSON_ArrayForEach(x, cmd)
+        {
+            expand_refs(sb, pod, p, cs, cJSON_IsString(x) ? x->valuestring : "", ex, sizeof ex);
+            arg(a, ex);
+        }
+    } else {
+        arg(a, cmd0);
+    }
+    const cJSON *x;
+    cJSON_ArrayForEach(x, args)
+    {
+        expand_refs(sb, pod, p, cs, cJSON_IsString(x) ? x->valuestring : "", ex, sizeof ex);
+        arg(a, ex);
+    }
+    return 0;
+}
+
+/* ---- memory limits ----
+ * A container with a memory limit gets its own memory cgroup (v2 when the
+ * unified hierarchy is mounted at /sys/fs/cgroup, else the v1 memory
+ * controller); the kernel's OOM killer then enforces the limit and the
+ * cgroup's oom_kill counter tells OOMKilled apart from other SIGKILLs.
+ * Without a writable cgroup, RLIMIT_AS is the fallback (allocations fail
+ * instead of an OOM kill). */
+
+static int write_str(const char *path, const char *v)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, v, strlen(v));
+    close(fd);
+    return n == (ssize_t)strlen(v) ? 0 : -1;
+}
+
+static int cg_create(const kl_kpod *p, kl_kctr *c)
+{
+    struct stat sb;
+    int v2 = stat("/sys/fs/cgroup/cgroup.controllers", &sb) == 0;
+    char lim[32];
+    snprintf(lim, sizeof(lim), "%lld", (long long)c->mem_limit);
+    if (v2)
+        snprintf(c->cg, sizeof(c->cg), "/sys/fs/cgroup/kubelite-%s-%s-%d", p->uid, c->name,
+                 c->restarts);
+    else
+        snprintf(c->cg, sizeof(c->cg), "/sys/fs/cgroup/memory/kubelite-%s-%s-%d", p->uid, c->name,
+                 c->restarts);
+    char f[600];
+    snprintf(f, sizeof(f), "%s/%s", c->cg, v2 ? "memory.max" : "memory.limit_in_bytes");
+    if ((mkdir(c->cg, 0755) != 0 && errno != EEXIST) || write_str(f, lim) != 0) {
+        rmdir(c->cg);
+        c->cg[0] = 0;
+        return -1;
+    }
+    return 0;
+}
+
+/* oom_kill count of the container's cgroup (0 when unknown). */
+static long cg_oom_kills(const kl_kctr *c)
+{
+    if (!c->cg[0])
+        return 0;
+    char f[600], line[128];
+    snprintf(f, sizeof(f), "%s/memory.oom_control", c->cg);
+    FILE *fp = fopen(f, "re");
+    if (!fp) {
+        snprintf(f, sizeof(f), "%s/memory.events", c->cg);
+        fp = fopen(f, "re");
+    }
+    long n = 0;
+    while (fp && fgets(line, sizeof(line), fp))
+        if (sscanf(line, "oom_kill %ld", &n) == 1)
+            break;
+    if (fp)
+        fclose(fp);
+    return n;
+}
+
+static void cg_remove(kl_kctr *c)
+{
+    if (c->cg[0])
+        rmdir(c->cg);
+    c->cg[0] = 0;
+}
+
+/* ---- process launch ---- */
+
+/* Forks and execs a (bwrap or nsenter) in a new session, output to logfile
+ * (NULL: discarded), inside cgroup cg when set, else under RLIMIT_AS when a
+ * memory limit is given. Returns the child's pid or -1. */
+static pid_t spawn(argv_t *a, const char *logfile, int64_t mem_limit, const char *cg)
+{
+    if (!a->v || a->oom)
+        return -1;
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    /* child */
+    setsid();
+    int fd =
+        logfile ? open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0644) : open("/dev/null", O_WRONLY);
+    int in = open("/dev/null", O_RDONLY);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+    }
+    if (in >= 0)
+        dup2(in, 0);
+    for (int i = 3; i < 1024; i++)
+        close(i);
+    if (cg && cg[0]) {
+        char f[600], pid[32];
+        snprintf(f, sizeof(f), "%s/cgroup.procs", cg);
+        snprintf(pid, sizeof(pid), "%d", (int)getpid());
+        if (write_str(f, pid) != 0)
+            cg = NULL;
+    }
+    if (mem_limit > 0 && !(cg && cg[0])) {
+        struct rlimit rl = {(rlim_t)mem_limit, (rlim_t)mem_limit};
+        setrlimit(RLIMIT_AS, &rl);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    execvp(a->v[0], a->v);
+    _exit(127);
+}
+
+void kl_sandbox_start(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, kl_kctr *c)
+{
+    const cJSON *cs = kl_kpod_spec(pod, c);
+    argv_t a = {0};
+    char lp[4400], tl[4400];
+    kl_kpod_term_path(p, c, tl, sizeof(tl));
+    write_file(tl, "", 0, 0666);
+    if (!cs || build_argv(sb, pod, p, cs, c, &a) != 0) {
+        argv_free(&a);
+        c->running = 0;
+        c->done = 1;
+        c->started = 1;
+        c->exit_code = 128;
+        snprintf(c->reason, sizeof(c->reason), "ContainerCannotRun");
+        return;
+    }
+    kl_kpod_log_path(p, c, c->restarts, lp, sizeof(lp));
+    cg_remove(c);
+    if (c->mem_limit > 0)
+        cg_create(p, c);
+    c->pid = spawn(&a, lp, c->mem_limit, c->cg);
+    argv_free(&a);
+    c->started = 1;
+    c->running = c->pid > 0;
+    c->exit_code = 0;
+    c->signal = 0;
+    c->reason[0] = 0;
+    kl_now_str(c->started_at, sizeof(c->started_at), 0);
+    if (!c->running) {
+        /* fork failed: an exit the restart policy handles like any other */
+        c->exit_code = 128;
+        snprintf(c->reason, sizeof(c->reason), "StartError");
+        kl_now_str(c->finished_at, sizeof(c->finished_at), 0);
+    }
+}
+
+int kl_sandbox_finish(kl_kctr *c)
+{
+    int oom = 0;
+    if (c->mem_limit > 0)
+        oom = c->cg[0] ? cg_oom_kills(c) > 0
+                       : (c->signal == SIGKILL || c->signal == SIGSEGV || c->signal == SIGABRT);
+    cg_remove(c);
+    return oom;
+}
+
+int kl_sandbox_exec_in(pid_t sandbox, const cJSON *cmd, pid_t *out)
+{
+    *out = 0;
+    /* Enter the namespaces of the sandbox's first process (bwrap's child,
+     * pid 1 of the pod), not of bwrap itself, which stays outside. */
+    char f[128], buf[64] = "";
+    snprintf(f, sizeof(f), "/proc/%d/task/%d/children", (int)sandbox, (int)sandbox);
+    FILE *fp = fopen(f, "re");
+    if (fp) {
+        if (!fgets(buf, sizeof(buf), fp))
+            buf[0] = 0;
+        fclose(fp);
+    }
+    long target = strtol(buf, NULL, 10);
+    if (target <= 0)
+        return KILN_ENOTFOUND;
+    if (!cJSON_GetArraySize(cmd))
+        return KILN_EINVAL;
+    argv_t a = {0};
+    char t[32];
+    snprintf(t, sizeof(t), "%ld", target);
+    const char *pre[] = {"nsenter", "-t", t, "-m", "-p", "-r", "-w", "--"};
+    for (size_t i = 0; i < sizeof(pre) / sizeof(pre[0]); i++)
+        arg(&a, pre[i]);
+    const cJSON *x;
+    cJSON_ArrayForEach(x, cmd)
+    {
+        arg(&a, cJSON_IsString(x) ? x->valuestring : "");
+    }
+    pid_t pid = spawn(&a, NULL, 0, NULL);
+    argv_free(&a);
+    if (pid <= 0)
+        return KILN_EIO;
+    *out = pid;
+    return 0;
+}
+
+void kl_sandbox_prepare(kl_sandbox *sb, const cJSON *pod, kl_kpod *p)
+{
+    char d[4400];
+    snprintf(d, sizeof(d), "%s/logs", p->dir);
+    kl_sandbox_mkdirs(d);
+    snprintf(d, sizeof(d), "%s/term", p->dir);
+    kl_sandbox_mkdirs(d);
+    setup_volumes(sb, pod, p);
+}
+
+int kl_sandbox_new(kl_api *api, const char *data_dir, const char *images_file, kl_sandbox **out,
+                   kiln_error *err)
+{
+    *out = NULL;
+    kl_sandbox *sb = calloc(1, sizeof(*sb));
+    if (!sb)
+        return KILN_ENOMEM;
+    sb->api = api;
+    snprintf(sb->dir, sizeof(sb->dir), "%s", data_dir);
+    if (images_file) {
+        int rc = load_images(sb, images_file, err);
+        if (rc) {
+            kl_sandbox_free(sb);
+            return rc;
+        }
+    }
+    *out = sb;
+    return 0;
+}
+
+void kl_sandbox_free(kl_sandbox *sb)
+{
+    if (!sb)
+        return;
+    free(sb->maps);
+    free(sb);
+}

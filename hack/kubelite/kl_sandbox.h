@@ -1,0 +1,56 @@
+/* kl_sandbox: how kubelite's kubelet turns a container spec into a
+ * process: the pod's directories and volumes (emptyDir, hostPath,
+ * persistentVolumeClaim, configMap, secret, downwardAPI), the image to
+ * local binary mapping (--images), the bubblewrap command line (own PID
+ * namespace, read-only host /usr, volumes at their mount paths,
+ * /dev/termination-log, env with $(VAR) expansion), memory limits through a
+ * memory cgroup (or RLIMIT_AS), and the fork/exec itself. It also runs a
+ * command inside a running container's namespaces (exec probes).
+ *
+ * It does not decide when to start or restart anything: kl_kubelet does.
+ * Ownership: kl_sandbox_new()/kl_sandbox_free(); the kl_api is borrowed. */
+#ifndef KL_SANDBOX_H
+#define KL_SANDBOX_H
+
+#include <sys/types.h>
+
+#include <cjson/cJSON.h>
+
+#include "kiln_err.h"
+#include "kl_api.h"
+#include "kl_kpod.h"
+
+typedef struct kl_sandbox kl_sandbox;
+
+/* images_file may be NULL (no mapping: every command runs from the host's
+ * /usr). Returns 0, KILN_ENOTFOUND (unreadable images file) or
+ * KILN_ENOMEM. */
+int kl_sandbox_new(kl_api *api, const char *data_dir, const char *images_file, kl_sandbox **out,
+                   kiln_error *err);
+void kl_sandbox_free(kl_sandbox *sb);
+
+/* Creates the pod's directories (logs, termination messages) and fills
+ * its emptyDir, configMap, secret and downwardAPI volumes. Init and app
+ * containers see the same volume directories. */
+void kl_sandbox_prepare(kl_sandbox *sb, const cJSON *pod, kl_kpod *p);
+
+/* Starts container c of pod: sets pid, running, started, started_at and
+ * clears the previous exit. When the spec cannot run (no command, a
+ * missing volume) the container ends at once as done with reason
+ * ContainerCannotRun. */
+void kl_sandbox_start(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, kl_kctr *c);
+
+/* After c exited: 1 if the exit was the memory limit's OOM kill. Then
+ * removes the instance's cgroup. */
+int kl_sandbox_finish(kl_kctr *c);
+
+/* Runs cmd (a JSON array of strings) inside the namespaces of the
+ * container whose bwrap process is sandbox, stdout and stderr discarded.
+ * *out is the child to reap. Returns 0, KILN_ENOTFOUND (the container has
+ * no process yet), KILN_EINVAL (empty command) or KILN_EIO (fork failed). */
+int kl_sandbox_exec_in(pid_t sandbox, const cJSON *cmd, pid_t *out);
+
+/* mkdir -p. Returns 0 or -1 (errno set). */
+int kl_sandbox_mkdirs(const char *path);
+
+#endif
