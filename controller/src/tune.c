@@ -11,19 +11,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const CONFIG_KEYS[] = {"family",       "hiddenLayers", "activation",
-                                          "dropout",      "convFilters",  "denseLayers",
-                                          "epochs",       "batchSize",    "learningRate",
-                                          "optimizer",    "clusters"};
+static const char *const CONFIG_KEYS[] = {"family",       "hiddenLayers", "activation", "dropout",
+                                          "convFilters",  "denseLayers",  "epochs",     "batchSize",
+                                          "learningRate", "optimizer",    "clusters"};
 #define N_CONFIG_KEYS (sizeof CONFIG_KEYS / sizeof CONFIG_KEYS[0])
 
-#define MAX_WIDTH 1024
-#define MAX_FILTERS 128
-#define MAX_CONV_BLOCKS 3
-#define MAX_EPOCHS 200
-#define OVERFIT_GAP 0.05     /* train above validation by more than this: over-fitting */
-#define BIG_GAP 0.10         /* a gap this large is over-fitting even below the goal */
-#define MIN_EPOCH_GAIN 0.01  /* a warm start that gained less than this: grow capacity instead */
+#define MAX_WIDTH        1024
+#define MAX_FILTERS      128
+#define MAX_CONV_BLOCKS  3
+#define MAX_EPOCHS       200
+#define OVERFIT_GAP      0.05 /* train above validation by more than this: over-fitting */
+#define BIG_GAP          0.10 /* a gap this large is over-fitting even below the goal */
+#define MIN_EPOCH_GAIN   0.01 /* validation lost more than this with more epochs: over-fitting */
 #define MAX_RANDOM_DRAWS 64
 
 /* ------------------------------------------------------------ JSON helpers */
@@ -130,15 +129,18 @@ cJSON *tune_initial(const cJSON *spec)
     cJSON_AddStringToObject(p, "family", str_or(get2(model, "family", NULL), "auto"));
     const cJSON *h = get2(model, "mlp", "hiddenLayers");
     cJSON_AddItemToObject(p, "hiddenLayers",
-                          cJSON_IsArray(h) ? cJSON_Duplicate(h, 1) : cJSON_CreateIntArray((int[]){64}, 1));
+                          cJSON_IsArray(h) ? cJSON_Duplicate(h, 1)
+                                           : cJSON_CreateIntArray((int[]){64}, 1));
     cJSON_AddStringToObject(p, "activation", str_or(get2(model, "mlp", "activation"), "relu"));
     cJSON_AddNumberToObject(p, "dropout", num_or(get2(model, "mlp", "dropout"), 0));
     const cJSON *cf = get2(model, "cnn", "convFilters");
     cJSON_AddItemToObject(p, "convFilters",
-                          cJSON_IsArray(cf) ? cJSON_Duplicate(cf, 1) : cJSON_CreateIntArray((int[]){8}, 1));
+                          cJSON_IsArray(cf) ? cJSON_Duplicate(cf, 1)
+                                            : cJSON_CreateIntArray((int[]){8}, 1));
     const cJSON *dl = get2(model, "cnn", "denseLayers");
     cJSON_AddItemToObject(p, "denseLayers",
-                          cJSON_IsArray(dl) ? cJSON_Duplicate(dl, 1) : cJSON_CreateIntArray((int[]){64}, 1));
+                          cJSON_IsArray(dl) ? cJSON_Duplicate(dl, 1)
+                                            : cJSON_CreateIntArray((int[]){64}, 1));
     cJSON_AddNumberToObject(p, "clusters", num_or(get2(model, "kmeans", "clusters"), 0));
     cJSON_AddNumberToObject(p, "epochs", num_or(get2(tr, "epochs", NULL), 3));
     cJSON_AddNumberToObject(p, "batchSize", num_or(get2(tr, "batchSize", NULL), 64));
@@ -254,9 +256,18 @@ static int append_layers(cJSON *p, const char *key, int count, int grow, int cap
     return 0;
 }
 
-static int t_mlp_add_layer(cJSON *p, char *w, size_t n) { return append_layers(p, "hiddenLayers", 1, 0, 8, MAX_WIDTH, w, n); }
-static int t_mlp_add_two(cJSON *p, char *w, size_t n) { return append_layers(p, "hiddenLayers", 2, 0, 8, MAX_WIDTH, w, n); }
-static int t_mlp_shrink(cJSON *p, char *w, size_t n) { return scale_list(p, "hiddenLayers", 0.5, 8, MAX_WIDTH, w, n); }
+static int t_mlp_add_layer(cJSON *p, char *w, size_t n)
+{
+    return append_layers(p, "hiddenLayers", 1, 0, 8, MAX_WIDTH, w, n);
+}
+static int t_mlp_add_two(cJSON *p, char *w, size_t n)
+{
+    return append_layers(p, "hiddenLayers", 2, 0, 8, MAX_WIDTH, w, n);
+}
+static int t_mlp_shrink(cJSON *p, char *w, size_t n)
+{
+    return scale_list(p, "hiddenLayers", 0.5, 8, MAX_WIDTH, w, n);
+}
 /* Small layers grow fourfold: they are cheap to train, and doubling from
  * 8 units takes several trials to reach a useful size. */
 static int t_mlp_widen(cJSON *p, char *w, size_t n)
@@ -268,11 +279,26 @@ static int t_mlp_widen(cJSON *p, char *w, size_t n)
         widest = v[i] > widest ? v[i] : widest;
     return scale_list(p, "hiddenLayers", widest < 64 ? 4 : 2, 8, MAX_WIDTH, w, n);
 }
-static int t_cnn_add_block(cJSON *p, char *w, size_t n) { return append_layers(p, "convFilters", 1, 1, MAX_CONV_BLOCKS, MAX_FILTERS, w, n); }
-static int t_cnn_widen(cJSON *p, char *w, size_t n) { return scale_list(p, "convFilters", 2, 1, MAX_FILTERS, w, n); }
-static int t_cnn_add_two_dense(cJSON *p, char *w, size_t n) { return append_layers(p, "denseLayers", 2, 0, 6, MAX_WIDTH, w, n); }
-static int t_cnn_shrink_dense(cJSON *p, char *w, size_t n) { return scale_list(p, "denseLayers", 0.5, 8, MAX_WIDTH, w, n); }
-static int t_cnn_shrink(cJSON *p, char *w, size_t n) { return scale_list(p, "convFilters", 0.5, 2, MAX_FILTERS, w, n); }
+static int t_cnn_add_block(cJSON *p, char *w, size_t n)
+{
+    return append_layers(p, "convFilters", 1, 1, MAX_CONV_BLOCKS, MAX_FILTERS, w, n);
+}
+static int t_cnn_widen(cJSON *p, char *w, size_t n)
+{
+    return scale_list(p, "convFilters", 2, 1, MAX_FILTERS, w, n);
+}
+static int t_cnn_add_two_dense(cJSON *p, char *w, size_t n)
+{
+    return append_layers(p, "denseLayers", 2, 0, 6, MAX_WIDTH, w, n);
+}
+static int t_cnn_shrink_dense(cJSON *p, char *w, size_t n)
+{
+    return scale_list(p, "denseLayers", 0.5, 8, MAX_WIDTH, w, n);
+}
+static int t_cnn_shrink(cJSON *p, char *w, size_t n)
+{
+    return scale_list(p, "convFilters", 0.5, 2, MAX_FILTERS, w, n);
+}
 
 static int t_epochs_up(cJSON *p, char *w, size_t n)
 {
@@ -310,9 +336,18 @@ static int t_lr(cJSON *p, double f, char *w, size_t n)
     return 0;
 }
 
-static int t_lr_down(cJSON *p, char *w, size_t n) { return t_lr(p, 0.3, w, n); }
-static int t_lr_half(cJSON *p, char *w, size_t n) { return t_lr(p, 0.5, w, n); }
-static int t_lr_tenth(cJSON *p, char *w, size_t n) { return t_lr(p, 0.1, w, n); }
+static int t_lr_down(cJSON *p, char *w, size_t n)
+{
+    return t_lr(p, 0.3, w, n);
+}
+static int t_lr_half(cJSON *p, char *w, size_t n)
+{
+    return t_lr(p, 0.5, w, n);
+}
+static int t_lr_tenth(cJSON *p, char *w, size_t n)
+{
+    return t_lr(p, 0.1, w, n);
+}
 
 static int t_dropout_up(cJSON *p, char *w, size_t n)
 {
@@ -342,7 +377,8 @@ static int t_logistic_to_mlp(cJSON *p, char *w, size_t n)
 static int ladder_steps(const char *family, const tweak_fn **steps)
 {
     static const tweak_fn mlp[] = {t_mlp_add_layer, t_epochs_up, t_mlp_add_two, t_mlp_shrink};
-    static const tweak_fn cnn[] = {t_cnn_add_block, t_epochs_up, t_cnn_add_two_dense, t_cnn_shrink_dense};
+    static const tweak_fn cnn[] = {t_cnn_add_block, t_epochs_up, t_cnn_add_two_dense,
+                                   t_cnn_shrink_dense};
     static const tweak_fn logistic[] = {t_epochs_up, t_lr_half};
     if (!strcmp(family, "cnn")) {
         *steps = cnn;
@@ -547,28 +583,200 @@ static int next_grid(const cJSON *spec, const tune_trial *trials, int n, cJSON *
 
 /* ------------------------------------------------------------ adaptive */
 
-/* The training-side value of the objective (falls back to accuracy). */
-static int train_value(const cJSON *spec, const tune_trial *t, double *v)
+/* How adaptive reads a history. The base is the best trial so far (then
+ * the next best when the base's moves are used up). Its siblings are the
+ * trials of the same configuration but for epochs (a warm-start chain, or
+ * fresh runs of other lengths): their validation values against
+ * log2(epochs) are the base's learning curve. The distance to the goal is
+ * an error ratio, the base's error over the goal's (1 - value for
+ * accuracy-like metrics, the value itself for loss): 2 means the error
+ * must halve. */
+
+#define FAR_RATIO     1.5 /* this far from the goal, one trial changes capacity and epochs */
+#define MAX_EPOCH_MUL 8   /* one trial multiplies epochs by at most this */
+/* Gains per doubling of epochs shrink by this ratio when only one gain is
+ * known: error falling as epochs^-1/2, a common shape of learning curves. */
+#define CURVE_DECAY   0.7
+#define MAX_DOUBLINGS 3    /* epochs are worth it only if the curve reaches the goal in this many */
+#define LOSS_RISE     0.02 /* training loss up by more than this fraction: unstable training */
+
+typedef struct curve {
+    int points;          /* siblings used: 0 (no curve), 1 or 2 */
+    double gain;         /* validation gain per doubling of epochs, latest step */
+    double decay;        /* latest gain over the one before (CURVE_DECAY with one step) */
+    int has_longer;      /* a longer sibling exists */
+    double longer_val;   /* the nearest longer sibling's validation value */
+    double longer_train; /* its training value, NAN when unknown */
+    int loss_rose;       /* more epochs ended with a higher training loss */
+} curve;
+
+static double epochs_of(const cJSON *params)
 {
-    return tune_metric_value(spec, t->train_metrics, v);
+    return num_or(cJSON_GetObjectItemCaseSensitive(params, "epochs"), 3);
 }
 
-static int try_tweaks(const cJSON *spec, const tune_trial *trials, int n, const tune_trial *base,
-                      const tweak_fn *tw, int ntw, const char *diagnosis, int warm_on_epochs,
-                      cJSON **out, char *why, size_t wn)
+/* Signed so that positive is better, for either direction of metric. */
+static double improvement(int hb, double from, double to)
 {
-    for (int i = 0; i < ntw; i++) {
+    return hb ? to - from : from - to;
+}
+
+static double error_ratio(const cJSON *spec, double val, double goal)
+{
+    if (higher_better(objective_metric(spec))) {
+        /* Accuracy-like metrics live in [0, 1]. */
+        if (goal >= 1)
+            return val >= 1 ? 1 : INFINITY;
+        return (1 - val) / (1 - goal);
+    }
+    if (goal <= 0)
+        return val <= 0 ? 1 : INFINITY;
+    return val / goal;
+}
+
+/* The smallest power of two >= x, within [lo, hi]. */
+static int pow2_within(double x, int lo, int hi)
+{
+    int m = lo;
+    while (m < hi && m < x)
+        m *= 2;
+    return m;
+}
+
+static double train_loss(const tune_trial *t)
+{
+    return num_or(cJSON_GetObjectItemCaseSensitive(t->train_metrics, "loss"), NAN);
+}
+
+/* The base's learning curve from its siblings (see above). */
+static void read_curve(const cJSON *spec, const tune_trial *trials, int n, const tune_trial *base,
+                       curve *c)
+{
+    int hb = higher_better(objective_metric(spec));
+    memset(c, 0, sizeof *c);
+    c->decay = CURVE_DECAY;
+    cJSON *pb = effective_params(spec, base);
+    double eb = epochs_of(pb), vb = 0;
+    tune_metric_value(spec, base->metrics, &vb);
+    cJSON_DeleteItemFromObjectCaseSensitive(pb, "epochs");
+    /* the two nearest shorter siblings (e1 > e2) and the nearest longer one */
+    const tune_trial *s1 = NULL, *s2 = NULL, *lg = NULL;
+    double e1 = 0, e2 = 0, el = 0, v1 = 0, v2 = 0;
+    for (int i = 0; i < n; i++) {
+        const tune_trial *t = &trials[i];
+        double v;
+        if (t == base || !t->succeeded || tune_metric_value(spec, t->metrics, &v) != 0)
+            continue;
+        cJSON *p = effective_params(spec, t);
+        double e = epochs_of(p);
+        cJSON_DeleteItemFromObjectCaseSensitive(p, "epochs");
+        int same = same_config(p, pb);
+        cJSON_Delete(p);
+        if (!same || e <= 0 || e == eb)
+            continue;
+        if (e < eb && e > e1) {
+            s2 = s1, e2 = e1, v2 = v1;
+            s1 = t, e1 = e, v1 = v;
+        } else if (e < eb && e > e2) {
+            s2 = t, e2 = e, v2 = v;
+        } else if (e > eb && (!lg || e < el)) {
+            lg = t, el = e;
+            c->longer_val = v;
+        }
+    }
+    cJSON_Delete(pb);
+    if (s1) {
+        c->points = s2 ? 2 : 1;
+        c->gain = improvement(hb, v1, vb) / log2(eb / e1);
+        if (s2) {
+            double g0 = improvement(hb, v2, v1) / log2(e1 / e2);
+            if (g0 > 0 && c->gain > 0) {
+                double d = c->gain / g0;
+                c->decay = d < 0.2 ? 0.2 : d > 0.9 ? 0.9 : d;
+            }
+        }
+        double l1 = train_loss(s1), lb = train_loss(base);
+        if (lb > l1 * (1 + LOSS_RISE))
+            c->loss_rose = 1;
+    }
+    if (lg) {
+        /* The base continued (or rerun) for longer is the latest evidence:
+         * when that did not improve on it, the curve has flattened at the
+         * base whatever the earlier steps gained. */
+        double gl = improvement(hb, vb, c->longer_val) / log2(el / eb);
+        if (c->points == 0 || gl < c->gain) {
+            c->points = c->points ? c->points : 1;
+            c->gain = gl;
+            c->decay = CURVE_DECAY;
+        }
+        c->has_longer = 1;
+        if (tune_metric_value(spec, lg->train_metrics, &c->longer_train) != 0)
+            c->longer_train = NAN;
+        double ll = train_loss(lg), lb = train_loss(base);
+        if (ll > lb * (1 + LOSS_RISE))
+            c->loss_rose = 1;
+    }
+}
+
+/* The doublings of epochs after which the curve is expected to cover
+ * left, each gaining decay times the one before; 0 when more than
+ * MAX_DOUBLINGS would be needed or the curve does not rise. */
+static int doublings_to_goal(const curve *c, double left)
+{
+    double g = c->gain, sum = 0;
+    if (c->points == 0 || !(g > 0))
+        return 0;
+    for (int k = 1; k <= MAX_DOUBLINGS; k++) {
+        g *= c->decay;
+        sum += g;
+        if (sum >= left)
+            return k;
+    }
+    return 0;
+}
+
+static int t_epochs_times(cJSON *p, int mul, char *w, size_t n)
+{
+    int e = (int)epochs_of(p);
+    if (e >= MAX_EPOCHS || mul < 2)
+        return -1;
+    long ne = (long)e * mul;
+    ne = ne > MAX_EPOCHS ? MAX_EPOCHS : ne;
+    set_num(p, "epochs", (double)ne);
+    snprintf(w, n, "epochs %d -> %ld", e, ne);
+    return 0;
+}
+
+/* One candidate: an optional tweak, then epochs times epochs_mul (1:
+ * unchanged). Epochs alone on the base's architecture warm-start from the
+ * base's checkpoint: only the extra epochs run. */
+typedef struct move {
+    tweak_fn tw;
+    int epochs_mul;
+} move;
+
+static int try_moves(const cJSON *spec, const tune_trial *trials, int n, const tune_trial *base,
+                     const move *mv, int nmv, const char *diagnosis, cJSON **out, char *why,
+                     size_t wn)
+{
+    for (int i = 0; i < nmv; i++) {
         cJSON *p = effective_params(spec, base);
-        char w[200];
-        if (tw[i](p, w, sizeof w) == 0 && !tried(spec, trials, n, p)) {
-            /* More epochs on an unchanged architecture continue the base
-             * trial's model instead of starting over. */
-            if (warm_on_epochs && tw[i] == t_epochs_up) {
-                int before = (int)num_or(cJSON_GetObjectItemCaseSensitive(base->params, "epochs"), 3);
-                int after = (int)num_or(cJSON_GetObjectItemCaseSensitive(p, "epochs"), 3);
+        int before = (int)epochs_of(p);
+        char w[300] = "";
+        int ok = !mv[i].tw || mv[i].tw(p, w, sizeof w) == 0;
+        if (ok && mv[i].epochs_mul > 1) {
+            size_t k = strlen(w);
+            if (k)
+                snprintf(w + k, sizeof w - k, ", ");
+            k = strlen(w);
+            ok = t_epochs_times(p, mv[i].epochs_mul, w + k, sizeof w - k) == 0;
+        }
+        if (ok && !tried(spec, trials, n, p)) {
+            if (!mv[i].tw && mv[i].epochs_mul > 1) {
                 cJSON_AddNumberToObject(p, "warmStartFrom", base->index);
-                cJSON_AddNumberToObject(p, "extraEpochs", after - before);
-                snprintf(w + strlen(w), sizeof w - strlen(w), " (warm start from trial %d)", base->index);
+                cJSON_AddNumberToObject(p, "extraEpochs", (int)epochs_of(p) - before);
+                size_t k = strlen(w);
+                snprintf(w + k, sizeof w - k, " (warm start from trial %d)", base->index);
             }
             snprintf(why, wn, "%s: %s", diagnosis, w);
             *out = p;
@@ -579,27 +787,84 @@ static int try_tweaks(const cJSON *spec, const tune_trial *trials, int n, const 
     return KILN_ENOTFOUND;
 }
 
-/* 1 when base continued an earlier trial with more epochs and gained
- * little from them (less than MIN_EPOCH_GAIN, or less than a quarter of
- * what was left to the goal): more epochs have stopped paying, so capacity
- * comes first. */
-static int epochs_stalled(const cJSON *spec, const tune_trial *trials, int n,
-                          const tune_trial *base, double val, double goal)
+static int try_tweaks(const cJSON *spec, const tune_trial *trials, int n, const tune_trial *base,
+                      const tweak_fn *tw, int ntw, const char *diagnosis, cJSON **out, char *why,
+                      size_t wn)
 {
-    const cJSON *from = cJSON_GetObjectItemCaseSensitive(base->params, "warmStartFrom");
-    if (!cJSON_IsNumber(from))
-        return 0;
-    for (int i = 0; i < n; i++) {
-        double prev;
-        if (trials[i].index != from->valueint || !trials[i].succeeded ||
-            tune_metric_value(spec, trials[i].metrics, &prev) != 0)
-            continue;
-        int hb = higher_better(objective_metric(spec));
-        double gain = hb ? val - prev : prev - val;
-        double left = hb ? goal - val : val - goal;
-        return gain < MIN_EPOCH_GAIN || gain < 0.25 * left;
+    move mv[8];
+    for (int i = 0; i < ntw && i < 8; i++)
+        mv[i] = (move){tw[i], 1};
+    return try_moves(spec, trials, n, base, mv, ntw < 8 ? ntw : 8, diagnosis, out, why, wn);
+}
+
+/* The family's capacity tweaks, most useful first. */
+static int capacity_tweaks(const char *family, tweak_fn *out)
+{
+    if (!strcmp(family, "logistic")) {
+        out[0] = t_logistic_to_mlp;
+        return 1;
     }
-    return 0;
+    if (!strcmp(family, "cnn")) {
+        out[0] = t_cnn_widen;
+        out[1] = t_cnn_add_block;
+        return 2;
+    }
+    out[0] = t_mlp_widen;
+    out[1] = t_mlp_add_layer;
+    return 2;
+}
+
+/* Under-fitting: more epochs or more capacity, sized by the distance to
+ * the goal.
+ *  - With a learning curve, more epochs when the curve, its gains
+ *    shrinking, reaches the goal within MAX_DOUBLINGS doublings (as many
+ *    as it needs), capacity otherwise: the curve has flattened.
+ *  - Without one and far from the goal (error ratio >= FAR_RATIO), one
+ *    trial grows capacity and epochs together: one change at a time would
+ *    spend a trial per step of a long way.
+ *  - Without one and near the goal, more epochs first: warm-started, they
+ *    cost only the extra epochs, and they draw the curve.
+ * Without a curve, epochs grow by the error ratio squared (the error
+ * falling as epochs^-1/2, as CURVE_DECAY assumes), rounded up to a power of
+ * two, at least 2 and at most MAX_EPOCH_MUL. */
+static int next_underfit(const cJSON *spec, const tune_trial *trials, int n, const tune_trial *base,
+                         const char *family, const char *head, const curve *c, double val,
+                         double goal, cJSON **out, char *why, size_t wn)
+{
+    int hb = higher_better(objective_metric(spec));
+    double left = improvement(hb, val, goal);
+    double ratio = error_ratio(spec, val, goal);
+    tweak_fn cap[2];
+    int ncap = capacity_tweaks(family, cap);
+    move mv[12];
+    int nm = 0;
+    char diag[300];
+    int k = doublings_to_goal(c, left);
+    int mul = pow2_within(ratio * ratio, 2, MAX_EPOCH_MUL);
+    if (c->points > 0) {
+        snprintf(diag, sizeof diag, "%s; %+.4f per doubling of epochs, %s", head, c->gain,
+                 k ? "more epochs reach the goal" : "the curve flattens before the goal");
+        if (k)
+            mv[nm++] = (move){NULL, 1 << k};
+        for (int i = 0; i < ncap; i++)
+            mv[nm++] = (move){cap[i], 1};
+        if (!k)
+            mv[nm++] = (move){NULL, 2};
+    } else if (ratio >= FAR_RATIO) {
+        snprintf(diag, sizeof diag, "%s; error %.1fx the goal's", head, ratio);
+        for (int i = 0; i < ncap; i++)
+            mv[nm++] = (move){cap[i], mul};
+        for (int i = 0; i < ncap; i++)
+            mv[nm++] = (move){cap[i], 1};
+        mv[nm++] = (move){NULL, mul};
+    } else {
+        snprintf(diag, sizeof diag, "%s", head);
+        mv[nm++] = (move){NULL, mul};
+        for (int i = 0; i < ncap; i++)
+            mv[nm++] = (move){cap[i], 1};
+    }
+    mv[nm++] = (move){t_lr_half, 1};
+    return try_moves(spec, trials, n, base, mv, nm, diag, out, why, wn);
 }
 
 static int next_adaptive(const cJSON *spec, const tune_trial *trials, int n, cJSON **out, char *why,
@@ -638,67 +903,88 @@ static int next_adaptive(const cJSON *spec, const tune_trial *trials, int n, cJS
         static const tweak_fn slower[] = {t_lr_down, t_lr_tenth};
         /* A trial without a message has not finished yet (parallel
          * trials): say so rather than calling it failed. */
-        const char *d = diverged            ? "diverging loss"
-                        : last->message     ? "failed trial"
-                                            : "no finished trial yet";
-        int rc = try_tweaks(spec, trials, n, last, slower, 2, d, 0, out, why, wn);
+        const char *d = diverged        ? "diverging loss"
+                        : last->message ? "failed trial"
+                                        : "no finished trial yet";
+        int rc = try_tweaks(spec, trials, n, last, slower, 2, d, out, why, wn);
         if (rc == 0 || m == 0)
             return rc;
     }
 
     const char *family = resolved_family(spec, trials, n);
-    static const tweak_fn mlp_under[] = {t_epochs_up, t_mlp_widen, t_mlp_add_layer, t_lr_half};
+    int lg = !strcmp(family, "logistic"), cn = !strcmp(family, "cnn");
     static const tweak_fn mlp_over[] = {t_dropout_up, t_mlp_shrink, t_epochs_down};
-    static const tweak_fn cnn_under[] = {t_epochs_up, t_cnn_widen, t_cnn_add_block, t_lr_half};
     static const tweak_fn cnn_over[] = {t_dropout_up, t_cnn_shrink, t_epochs_down};
-    static const tweak_fn log_under[] = {t_epochs_up, t_logistic_to_mlp, t_lr_half};
     static const tweak_fn log_over[] = {t_epochs_down, t_lr_half};
     static const tweak_fn stuck[] = {t_lr_down, t_lr_tenth};
-    static const tweak_fn mlp_under_cap[] = {t_mlp_widen, t_mlp_add_layer, t_epochs_up, t_lr_half};
-    static const tweak_fn cnn_under_cap[] = {t_cnn_widen, t_cnn_add_block, t_epochs_up, t_lr_half};
-    static const tweak_fn log_under_cap[] = {t_logistic_to_mlp, t_epochs_up, t_lr_half};
+    static const tweak_fn unstable[] = {t_lr_half, t_lr_down};
 
-    /* Hill-climb from the best trial; when its tweaks are used up, from the
+    /* Hill-climb from the best trial; when its moves are used up, from the
      * next best. */
     for (int r = 0; r < m; r++) {
         const tune_trial *base = &trials[order[r]];
         double val, tr;
         tune_metric_value(spec, base->metrics, &val);
-        int have_train = train_value(spec, base, &tr) == 0;
-        double gap = have_train ? (hb ? tr - val : val - tr) : 0;
-        char diag[200];
-        const tweak_fn *tw;
-        int ntw;
+        int have_train = tune_metric_value(spec, base->train_metrics, &tr) == 0;
+        double gap = have_train ? improvement(hb, val, tr) : 0;
+        curve c;
+        read_curve(spec, trials, n, base, &c);
+        char diag[300];
+        int rc;
         /* Train barely above chance with a high loss: the optimiser is not
          * learning (a learning rate far too high or too low). */
         double tacc = num_or(cJSON_GetObjectItemCaseSensitive(base->train_metrics, "accuracy"), 1);
-        if (tacc < 0.2 && num_or(cJSON_GetObjectItemCaseSensitive(base->metrics, "loss"), 0) > 2.0) {
-            tw = stuck;
-            ntw = 2;
+        double btl = train_loss(base);
+        /* Over-fitting: a large gap whatever the level, or training
+         * clearing the goal with room to spare while validation stays below
+         * it and its curve flattens before the goal. A moderate gap on a
+         * curve still rising (or not yet drawn) is ordinary
+         * generalisation: more epochs decide, below. Training at or barely
+         * above the goal means the model lacks capacity. */
+        int clears = have_train && improvement(hb, goal, tr) >= OVERFIT_GAP;
+        int flat = c.points > 0 && doublings_to_goal(&c, improvement(hb, val, goal)) == 0;
+        int overfit = have_train && (gap > BIG_GAP || (gap > OVERFIT_GAP && clears && flat));
+        if (tacc < 0.2 &&
+            num_or(cJSON_GetObjectItemCaseSensitive(base->metrics, "loss"), 0) > 2.0) {
             snprintf(diag, sizeof diag, "not learning (train accuracy %.3f)", tacc);
-        } else if (have_train && (hb ? tr >= goal + OVERFIT_GAP : tr <= goal - OVERFIT_GAP)
-                       ? gap > OVERFIT_GAP
-                       : gap > BIG_GAP) {
-            /* Training clears the goal with room to spare but validation
-             * does not (or the gap is large whatever the level):
-             * over-fitting. Training at or barely above the goal means the
-             * model lacks capacity, and a small gap there is noise. */
-            int lg = !strcmp(family, "logistic"), cn = !strcmp(family, "cnn");
-            tw = lg ? log_over : cn ? cnn_over : mlp_over;
-            ntw = lg ? 2 : 3;
-            snprintf(diag, sizeof diag, "over-fitting (train %s %.4f, validation %.4f)", metric, tr, val);
+            rc = try_tweaks(spec, trials, n, base, stuck, 2, diag, out, why, wn);
+        } else if (c.loss_rose) {
+            /* More epochs of the same model ended with a higher training
+             * loss: the steps overshoot, a noisy curve rather than a
+             * capacity or data problem. */
+            snprintf(diag, sizeof diag,
+                     "unstable training (training loss rose with more epochs from %.4f)", btl);
+            rc = try_tweaks(spec, trials, n, base, unstable, 2, diag, out, why, wn);
+        } else if (overfit) {
+            snprintf(diag, sizeof diag, "over-fitting (train %s %.4f, validation %.4f)", metric, tr,
+                     val);
+            rc = try_tweaks(spec, trials, n, base,
+                            lg   ? log_over
+                            : cn ? cnn_over
+                                 : mlp_over,
+                            lg ? 2 : 3, diag, out, why, wn);
+        } else if (c.has_longer && have_train &&
+                   improvement(hb, c.longer_val, val) > MIN_EPOCH_GAIN &&
+                   isfinite(c.longer_train) && improvement(hb, tr, c.longer_train) > 0) {
+            /* Training longer fitted the training set better but lost
+             * validation: the extra epochs over-fit, whatever the gap at
+             * the base's own length. */
+            snprintf(
+                diag, sizeof diag,
+                "over-fitting with more epochs (validation %.4f -> %.4f while training improved)",
+                val, c.longer_val);
+            rc = try_tweaks(spec, trials, n, base,
+                            lg   ? log_over
+                            : cn ? cnn_over
+                                 : mlp_over,
+                            lg ? 2 : 3, diag, out, why, wn);
         } else {
-            int lg = !strcmp(family, "logistic"), cn = !strcmp(family, "cnn");
-            tw = lg ? log_under : cn ? cnn_under : mlp_under;
-            ntw = lg ? 3 : 4;
-            if (epochs_stalled(spec, trials, n, base, val, goal)) {
-                tw = lg ? log_under_cap : cn ? cnn_under_cap : mlp_under_cap;
-                ntw = lg ? 3 : 4;
-            }
-            snprintf(diag, sizeof diag, "under-fitting (train %s %.4f, validation %.4f, goal %g)",
+            char head[200];
+            snprintf(head, sizeof head, "under-fitting (train %s %.4f, validation %.4f, goal %g)",
                      metric, have_train ? tr : val, val, goal);
+            rc = next_underfit(spec, trials, n, base, family, head, &c, val, goal, out, why, wn);
         }
-        if (try_tweaks(spec, trials, n, base, tw, ntw, diag, 1, out, why, wn) == 0)
+        if (rc == 0)
             return 0;
     }
     return KILN_ENOTFOUND;

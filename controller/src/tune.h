@@ -17,10 +17,17 @@
  *             applied cumulatively.
  *   random    seeded samples of spec.tuning.searchSpace.
  *   grid      the cartesian product of searchSpace, in order.
- *   adaptive  diagnoses the best trial so far: under-fitting grows capacity
- *             or epochs (more epochs on the same architecture warm-start),
- *             over-fitting adds dropout or shrinks, divergence lowers the
- *             learning rate. Never repeats a tried configuration.
+ *   adaptive  diagnoses the best trial so far from its training and
+ *             validation metrics and its learning curve (the trials of the
+ *             same configuration at other epoch counts): under-fitting
+ *             grows epochs when the curve, extrapolated, reaches the goal
+ *             (warm-started: only the extra epochs run) and capacity when
+ *             it flattens first; far from the goal, capacity and epochs
+ *             grow in one trial, sized by the distance; over-fitting (a
+ *             large train/validation gap, or validation falling with more
+ *             epochs) adds dropout or shrinks; divergence or a training
+ *             loss rising with more epochs lowers the learning rate. Never
+ *             repeats a tried configuration.
  *   k-means   jobs search k around the elbow instead.
  *
  * Ownership: tune_initial and tune_next return objects the caller frees
