@@ -27,7 +27,7 @@ struct kube_informer {
     atomic_int stopping;
     pthread_mutex_t mu; /* cache, indexes, last_rv, synced, stats */
     pthread_cond_t cv;  /* synced / stop wake-ups */
-    kube_map *cache;    /* key -> cJSON* (owned) */
+    kube_map *cache;    /* key -> centry* (owned) */
     kube_map *by_ns;    /* ns -> kube_map of keys */
     kube_map *by_owner; /* owner uid -> kube_map of keys */
     char last_rv[128];
@@ -38,18 +38,53 @@ struct kube_informer {
     unsigned seed;
 };
 
+/* A cached object, kept as compact JSON text rather than a cJSON tree:
+ * a tree costs several times the text's size (a node, a key and a value
+ * allocation per field), and a controller with a thousand jobs and their
+ * pods would spend most of its memory on them. Readers parse a copy, as
+ * they received a copy before. */
+typedef struct centry {
+    char *rv;   /* metadata.resourceVersion ("" if none) */
+    char *json; /* the object */
+} centry;
+
 typedef struct pending {
-    int type;             /* KUBE_EV_ADDED / MODIFIED / DELETED */
-    cJSON *old_obj;       /* owned (freed after dispatch) */
-    const cJSON *new_obj; /* borrowed from the cache */
-    cJSON *del_obj;       /* owned: the delete event's object */
+    int type;       /* KUBE_EV_ADDED / MODIFIED / DELETED */
+    cJSON *old_obj; /* owned (freed after dispatch) */
+    cJSON *new_obj; /* owned: the object now cached */
+    cJSON *del_obj; /* owned: the delete event's object */
 } pending;
 
 /* ---- helpers ---- */
 
-static void free_json(void *p)
+static void free_entry(void *p)
 {
-    cJSON_Delete(p);
+    centry *e = p;
+    if (!e)
+        return;
+    free(e->rv);
+    free(e->json);
+    free(e);
+}
+
+static centry *entry_new(const cJSON *obj)
+{
+    centry *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    const char *rv = kube_obj_resource_version(obj);
+    e->rv = strdup(rv ? rv : "");
+    e->json = cJSON_PrintUnformatted(obj);
+    if (!e->rv || !e->json) {
+        free_entry(e);
+        return NULL;
+    }
+    return e;
+}
+
+static cJSON *entry_obj(const centry *e)
+{
+    return e ? cJSON_Parse(e->json) : NULL;
 }
 
 static void free_set(void *p)
@@ -117,10 +152,16 @@ static void owners_apply(kube_informer *inf, const cJSON *o, const char *key, in
     }
 }
 
-/* Takes the cached object out of cache and indexes (caller owns it). */
-static cJSON *cache_take(kube_informer *inf, const char *key)
+/* Takes the object out of cache and indexes; returns it parsed (caller
+ * owns it), or NULL if it was not cached. *found says whether it was,
+ * since a parse can fail for lack of memory; the indexes may then keep
+ * a stale key, which lookups skip. */
+static cJSON *cache_take(kube_informer *inf, const char *key, int *found)
 {
-    cJSON *old = kube_map_take(inf->cache, key);
+    centry *e = kube_map_take(inf->cache, key);
+    *found = e != NULL;
+    cJSON *old = entry_obj(e);
+    free_entry(e);
     if (old) {
         index_del(inf->by_ns, kube_obj_namespace(old), key);
         owners_apply(inf, old, key, 0);
@@ -128,19 +169,23 @@ static cJSON *cache_take(kube_informer *inf, const char *key)
     return old;
 }
 
-static int cache_put(kube_informer *inf, const char *key, cJSON *obj)
+/* Caches a copy of obj (the caller keeps obj). */
+static int cache_put(kube_informer *inf, const char *key, const cJSON *obj)
 {
-    if (kube_map_put(inf->cache, key, obj))
+    centry *e = entry_new(obj);
+    if (!e || kube_map_put(inf->cache, key, e)) {
+        free_entry(e);
         return KILN_ENOMEM;
+    }
     index_add(inf->by_ns, kube_obj_namespace(obj), key);
     owners_apply(inf, obj, key, 1);
     return 0;
 }
 
-static int same_rv(const cJSON *a, const cJSON *b)
+static int same_rv(const centry *a, const cJSON *b)
 {
-    const char *ra = kube_obj_resource_version(a), *rb = kube_obj_resource_version(b);
-    return ra && rb && strcmp(ra, rb) == 0;
+    const char *rb = kube_obj_resource_version(b);
+    return a && a->rv[0] && rb && strcmp(a->rv, rb) == 0;
 }
 
 static void set_last_rv(kube_informer *inf, const char *rv)
@@ -167,8 +212,27 @@ static void dispatch(kube_informer *inf, pending *p, size_t n)
             break;
         }
         cJSON_Delete(p[i].old_obj);
+        cJSON_Delete(p[i].new_obj);
         cJSON_Delete(p[i].del_obj);
     }
+}
+
+void kube_informer_strip_server_fields(cJSON *obj, void *ud)
+{
+    (void)ud;
+    cJSON *meta = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    cJSON_DeleteItemFromObjectCaseSensitive(meta, "managedFields");
+    cJSON *ann = cJSON_GetObjectItemCaseSensitive(meta, "annotations");
+    cJSON_DeleteItemFromObjectCaseSensitive(ann,
+                                            "kubectl.kubernetes.io/last-applied-configuration");
+    if (ann && !ann->child)
+        cJSON_DeleteItemFromObjectCaseSensitive(meta, "annotations");
+}
+
+static void transform(kube_informer *inf, cJSON *obj)
+{
+    if (inf->o.transform && obj)
+        inf->o.transform(obj, inf->o.transform_ud);
 }
 
 /* ---- watch events ---- */
@@ -193,6 +257,8 @@ static int on_event(void *ud, int type, cJSON *obj)
         cJSON_Delete(obj);
         return RC_STOP_STREAM;
     }
+    if (type != KUBE_EV_BOOKMARK)
+        transform(inf, obj); /* outside the lock: it may walk a large object */
     pthread_mutex_lock(&inf->mu);
     /* copied now: obj may be freed below; recorded only once applied, so
      * a failed event is watched again instead of skipped */
@@ -218,29 +284,32 @@ static int on_event(void *ud, int type, cJSON *obj)
     pending p = {0};
     int n = 0;
     if (type == KUBE_EV_DELETED) {
-        cJSON *old = cache_take(inf, key);
-        if (old) { /* not cached: a relist already reported it */
+        int found;
+        cJSON *old = cache_take(inf, key, &found);
+        if (found) { /* not cached: a relist already reported it */
             p = (pending){.type = KUBE_EV_DELETED, .old_obj = old, .del_obj = obj};
             n = 1;
         } else {
             cJSON_Delete(obj);
         }
     } else {
-        cJSON *old = kube_map_get(inf->cache, key);
-        if (old && same_rv(old, obj)) {
+        if (same_rv(kube_map_get(inf->cache, key), obj)) {
             cJSON_Delete(obj); /* already seen (replayed event) */
         } else {
-            old = cache_take(inf, key);
+            int found;
+            cJSON *old = cache_take(inf, key, &found);
             if (cache_put(inf, key, obj)) {
                 cJSON_Delete(obj);
                 if (old && cache_put(inf, key, old))
-                    cJSON_Delete(old);
+                    klog(KLOG_WARN, "informer: out of memory, object dropped from the cache",
+                         KS("key", key), KEND);
+                cJSON_Delete(old);
                 pthread_mutex_unlock(&inf->mu);
                 free(key);
                 return KILN_ENOMEM;
             }
             p = (pending){
-                .type = old ? KUBE_EV_MODIFIED : KUBE_EV_ADDED, .old_obj = old, .new_obj = obj};
+                .type = found ? KUBE_EV_MODIFIED : KUBE_EV_ADDED, .old_obj = old, .new_obj = obj};
             n = 1;
         }
     }
@@ -312,6 +381,11 @@ static int do_list(kube_informer *inf)
         return KILN_ENOMEM;
     }
     size_t np = 0;
+    cJSON *t;
+    cJSON_ArrayForEach(t, items)
+    {
+        transform(inf, t);
+    }
     pthread_mutex_lock(&inf->mu);
     cJSON *it = items->child;
     while (it) {
@@ -324,18 +398,20 @@ static int do_list(kube_informer *inf)
             cJSON_Delete(obj);
             continue;
         }
-        cJSON *old = kube_map_get(inf->cache, key);
-        if (old && same_rv(old, obj)) {
+        if (same_rv(kube_map_get(inf->cache, key), obj)) {
             cJSON_Delete(obj);
         } else {
-            old = cache_take(inf, key);
+            int found;
+            cJSON *old = cache_take(inf, key, &found);
             if (cache_put(inf, key, obj)) {
                 cJSON_Delete(obj);
-                if (old && cache_put(inf, key, old))
-                    cJSON_Delete(old);
+                if (old)
+                    cache_put(inf, key, old);
+                cJSON_Delete(old);
             } else {
-                p[np++] = (pending){
-                    .type = old ? KUBE_EV_MODIFIED : KUBE_EV_ADDED, .old_obj = old, .new_obj = obj};
+                p[np++] = (pending){.type = found ? KUBE_EV_MODIFIED : KUBE_EV_ADDED,
+                                    .old_obj = old,
+                                    .new_obj = obj};
             }
         }
         free(key);
@@ -346,7 +422,8 @@ static int do_list(kube_informer *inf)
     pending *pd = g.n ? calloc(g.n, sizeof *pd) : NULL;
     size_t nd = 0;
     for (size_t i = 0; i < g.n; i++) {
-        cJSON *old = cache_take(inf, g.keys[i]);
+        int found;
+        cJSON *old = cache_take(inf, g.keys[i], &found);
         if (old && pd)
             pd[nd++] = (pending){.type = KUBE_EV_DELETED, .old_obj = old};
         else
@@ -445,31 +522,51 @@ static void *run(void *arg)
     return NULL;
 }
 
+/* Copies of cached texts taken under the lock, parsed after it. */
 typedef struct snap {
-    cJSON **objs;
+    char **texts;
     size_t n, cap;
-    const char *ns;
-    kube_map *keys; /* optional filter */
+    const kube_map *cache; /* for snap_key */
 } snap;
 
-static int snap_add(const char *key, void *val, void *ud)
+static int snap_text(snap *s, const centry *e)
 {
-    snap *s = ud;
-    if (s->keys && !kube_map_get(s->keys, key))
+    if (!e)
         return 0;
     if (s->n == s->cap) {
         size_t nc = s->cap ? s->cap * 2 : 32;
-        cJSON **no = realloc(s->objs, nc * sizeof *no);
-        if (!no)
+        char **nt = realloc(s->texts, nc * sizeof *nt);
+        if (!nt)
             return 1;
-        s->objs = no;
+        s->texts = nt;
         s->cap = nc;
     }
-    cJSON *d = cJSON_Duplicate(val, 1);
-    if (!d)
+    if (!(s->texts[s->n] = strdup(e->json)))
         return 1;
-    s->objs[s->n++] = d;
+    s->n++;
     return 0;
+}
+
+static int snap_add(const char *key, void *val, void *ud)
+{
+    (void)key;
+    return snap_text(ud, val);
+}
+
+/* For an index set: the cached object of each key in it. */
+static int snap_key(const char *key, void *val, void *ud)
+{
+    (void)val;
+    snap *s = ud;
+    return snap_text(s, kube_map_get(s->cache, key));
+}
+
+static void snap_release(snap *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->texts[i]);
+    free(s->texts);
+    memset(s, 0, sizeof *s);
 }
 
 static void *resync_main(void *arg)
@@ -481,11 +578,12 @@ static void *resync_main(void *arg)
         kube_map_foreach(inf->cache, snap_add, &s);
         pthread_mutex_unlock(&inf->mu);
         for (size_t i = 0; i < s.n; i++) {
-            if (inf->h.on_update && !atomic_load(&inf->stopping))
-                inf->h.on_update(inf->h.ud, s.objs[i], s.objs[i]);
-            cJSON_Delete(s.objs[i]);
+            cJSON *o = cJSON_Parse(s.texts[i]);
+            if (o && inf->h.on_update && !atomic_load(&inf->stopping))
+                inf->h.on_update(inf->h.ud, o, o);
+            cJSON_Delete(o);
         }
-        free(s.objs);
+        snap_release(&s);
     }
     return NULL;
 }
@@ -516,7 +614,7 @@ int kube_informer_new(kube_client *c, const kube_informer_opts *o, const kube_ha
     if ((o->ns && !(inf->ns = strdup(o->ns))) ||
         (o->label_selector && !(inf->lsel = strdup(o->label_selector))) ||
         (o->field_selector && !(inf->fsel = strdup(o->field_selector))) ||
-        kube_map_new(free_json, &inf->cache) || kube_map_new(free_set, &inf->by_ns) ||
+        kube_map_new(free_entry, &inf->cache) || kube_map_new(free_set, &inf->by_ns) ||
         kube_map_new(free_set, &inf->by_owner) || kube_stream_new(&inf->stream)) {
         kube_informer_free(inf);
         return KILN_ENOMEM;
@@ -598,23 +696,24 @@ void kube_informer_free(kube_informer *inf)
 cJSON *kube_informer_get(kube_informer *inf, const char *key)
 {
     pthread_mutex_lock(&inf->mu);
-    cJSON *o = kube_map_get(inf->cache, key);
-    cJSON *d = o ? cJSON_Duplicate(o, 1) : NULL;
+    cJSON *d = entry_obj(kube_map_get(inf->cache, key));
     pthread_mutex_unlock(&inf->mu);
     return d;
 }
 
+/* Parses the snapshot into a new array; frees the snapshot. */
 static int to_array(snap *s, cJSON **out)
 {
     cJSON *arr = cJSON_CreateArray();
     int rc = arr ? 0 : KILN_ENOMEM;
-    for (size_t i = 0; i < s->n; i++) {
-        if (rc || !cJSON_AddItemToArray(arr, s->objs[i])) {
-            cJSON_Delete(s->objs[i]);
+    for (size_t i = 0; i < s->n && !rc; i++) {
+        cJSON *o = cJSON_Parse(s->texts[i]);
+        if (!o || !cJSON_AddItemToArray(arr, o)) {
+            cJSON_Delete(o);
             rc = KILN_ENOMEM;
         }
     }
-    free(s->objs);
+    snap_release(s);
     if (rc) {
         cJSON_Delete(arr);
         return rc;
@@ -625,23 +724,20 @@ static int to_array(snap *s, cJSON **out)
 
 static int list_index(kube_informer *inf, kube_map *idx, const char *ik, cJSON **out)
 {
-    snap s = {0};
+    snap s = {.cache = inf->cache};
     pthread_mutex_lock(&inf->mu);
     int rc = 0;
     if (!idx) {
         rc = kube_map_foreach(inf->cache, snap_add, &s);
     } else {
+        /* only the keys in the index set, not a scan of the whole cache */
         kube_map *set = kube_map_get(idx, ik);
-        if (set) {
-            s.keys = set;
-            rc = kube_map_foreach(inf->cache, snap_add, &s);
-        }
+        if (set)
+            rc = kube_map_foreach(set, snap_key, &s);
     }
     pthread_mutex_unlock(&inf->mu);
     if (rc) {
-        for (size_t i = 0; i < s.n; i++)
-            cJSON_Delete(s.objs[i]);
-        free(s.objs);
+        snap_release(&s);
         return KILN_ENOMEM;
     }
     return to_array(&s, out);
@@ -734,7 +830,7 @@ static void enq_owner(kube_owner_enqueuer *e, const cJSON *o)
             snprintf(key, l, "%s/%s", ns, n->valuestring);
         else
             snprintf(key, l, "%s", n->valuestring);
-        kube_queue_add(e->q, key);
+        kube_queue_add_after(e->q, key, e->delay_ms);
         free(key);
     }
 }

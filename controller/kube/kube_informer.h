@@ -11,7 +11,9 @@
  * no event. Optional resync re-delivers every cached object as an update.
  *
  * The cache is thread-safe and indexed by "ns/name", by namespace and by
- * owner UID; lookups return deep copies the caller frees. Handlers run on
+ * owner UID; lookups return deep copies the caller frees. Objects are held
+ * as compact JSON text (a few times smaller than cJSON trees) and parsed
+ * on lookup, after an optional transform has dropped unneeded fields. Handlers run on
  * the informer thread, outside the cache lock, and receive borrowed
  * objects valid only during the call; they should just enqueue keys
  * (kube_informer_enqueue_handlers does that).
@@ -52,6 +54,13 @@ typedef struct kube_informer_opts {
     int watch_timeout_s;        /* 0: random in [300, 600) like client-go */
     int64_t backoff_base_ms;    /* 0 -> 800 */
     int64_t backoff_max_ms;     /* 0 -> 30000 */
+    /* Called on every object before it enters the cache (list and watch,
+     * deletes included), on the informer thread; it may delete fields the
+     * controller never reads, to keep the cache small. It must keep
+     * metadata.name, namespace, resourceVersion and ownerReferences.
+     * NULL: objects are cached as received. */
+    void (*transform)(cJSON *obj, void *ud);
+    void *transform_ud;
 } kube_informer_opts;
 
 typedef struct kube_informer_stats {
@@ -88,15 +97,28 @@ size_t kube_informer_len(kube_informer *inf);
 void kube_informer_last_rv(kube_informer *inf, char *buf, size_t n);
 void kube_informer_get_stats(kube_informer *inf, kube_informer_stats *out);
 
+/* ---- transforms ---- */
+
+/* A transform that drops what no controller reads and the server keeps
+ * anyway: metadata.managedFields and the
+ * kubectl.kubernetes.io/last-applied-configuration annotation (a full copy
+ * of the applied object). ud is unused. */
+void kube_informer_strip_server_fields(cJSON *obj, void *ud);
+
 /* ---- handlers that feed a work queue ---- */
 
 /* Handlers enqueueing each object's own key. */
 void kube_informer_enqueue_handlers(kube_queue *q, kube_handlers *out);
 /* Handlers enqueueing "ns/<owner name>" of each object's controller
- * reference whose kind is owner_kind (a static or long-lived string). */
+ * reference whose kind is owner_kind (a static or long-lived string).
+ * With delay_ms > 0 the owner is queued that much later (once, however
+ * many changes arrive meanwhile), so a burst of changes to owned objects
+ * (a pod going Pending, Running, Succeeded within a moment) costs one
+ * reconcile, and one status write, instead of one per change. */
 typedef struct kube_owner_enqueuer {
     kube_queue *q;
     const char *owner_kind;
+    int64_t delay_ms; /* 0: at once */
 } kube_owner_enqueuer;
 void kube_informer_owner_handlers(kube_owner_enqueuer *e, kube_handlers *out);
 

@@ -1,7 +1,8 @@
 /* Unit tests for kube_watch and kube_informer against scripted streams:
  * an event split across chunks, a bookmark, a 1 MiB event, a replayed
  * event, a 410 Expired with a relist diff (update, add, synthetic delete),
- * a held-open watch cancelled at stop, and the same over WebSocket. */
+ * a held-open watch cancelled at stop, and the same over WebSocket; a
+ * transform that strips server fields before objects are cached. */
 #include <curl/curl.h>
 #include <libwebsockets.h>
 #include <pthread.h>
@@ -199,9 +200,42 @@ static void throttle_script(const fake_req *r, fake_conn *c)
     hold_open(c);
 }
 
+/* ns4: objects carrying managedFields and kubectl's last-applied
+ * annotation, in the list and in a watch event. */
+static void strip_script(const fake_req *r, fake_conn *c)
+{
+    static const char *mf = ",\"managedFields\":[{\"manager\":\"kubectl\",\"operation\":\"Apply\","
+                            "\"fieldsV1\":{\"f:data\":{\"f:k\":{}}}}]";
+    char w[8], b[4096], o1[1024], extra[1024];
+    if (!fake_query(r, "watch", w, sizeof w)) {
+        snprintf(extra, sizeof extra,
+                 "%s,\"annotations\":{\"kubectl.kubernetes.io/last-applied-configuration\":"
+                 "\"{\\\"big\\\":1}\",\"keep\":\"me\"}",
+                 mf);
+        obj_json(o1, sizeof o1, "s1", "3", extra);
+        snprintf(b, sizeof b,
+                 "{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"metadata\":"
+                 "{\"resourceVersion\":\"4\"},\"items\":[%s]}",
+                 o1);
+        fake_reply(c, 200, NULL, b);
+        return;
+    }
+    fake_chunked_begin(c, 200, NULL);
+    snprintf(extra, sizeof extra,
+             "%s,\"annotations\":{\"kubectl.kubernetes.io/last-applied-configuration\":\"{}\"}",
+             mf);
+    event(b, sizeof b, "ADDED", "s2", "5", extra);
+    fake_chunk(c, b, strlen(b));
+    hold_open(c);
+}
+
 static void handler(void *ud, const fake_req *r, fake_conn *c)
 {
     (void)ud;
+    if (!strcmp(r->path, "/api/v1/namespaces/ns4/configmaps")) {
+        strip_script(r, c);
+        return;
+    }
     if (!strcmp(r->path, "/api/v1/namespaces/ns3/configmaps")) {
         throttle_script(r, c);
         return;
@@ -433,6 +467,118 @@ static void test_throttled_watch_and_resync(void)
     pthread_mutex_destroy(&r.mu);
 }
 
+/* ---- transform ---- */
+
+typedef struct strip_rec {
+    atomic_int calls, handler_saw_managed;
+} strip_rec;
+
+static void counting_strip(cJSON *obj, void *ud)
+{
+    strip_rec *sr = ud;
+    atomic_fetch_add(&sr->calls, 1);
+    kube_informer_strip_server_fields(obj, NULL);
+}
+
+static void strip_add(void *ud, const cJSON *o)
+{
+    strip_rec *sr = ud;
+    if (kube_obj_path(o, "metadata.managedFields"))
+        atomic_fetch_add(&sr->handler_saw_managed, 1);
+}
+
+static void test_transform(void)
+{
+    /* the transform alone: an annotation map left empty goes too */
+    cJSON *o = cJSON_Parse("{\"metadata\":{\"name\":\"x\",\"managedFields\":[{}],\"annotations\":"
+                           "{\"kubectl.kubernetes.io/last-applied-configuration\":\"{}\"}},"
+                           "\"data\":{\"k\":\"v\"}}");
+    KT_CHECK(o != NULL);
+    kube_informer_strip_server_fields(o, NULL);
+    KT_CHECK(kube_obj_path(o, "metadata.managedFields") == NULL);
+    KT_CHECK(kube_obj_path(o, "metadata.annotations") == NULL);
+    KT_CHECK(cJSON_IsString(kube_obj_path(o, "data.k")));
+    KT_CHECK(strcmp(kube_obj_name(o), "x") == 0);
+    cJSON_Delete(o);
+
+    /* in an informer: list and watch objects are cached and handed over stripped */
+    strip_rec sr = {0};
+    kube_client *c = NULL;
+    KT_EQ_INT(kube_client_new(kt_config(fake_port(srv)), NULL, &c, NULL), 0);
+    kube_informer_opts io = {.res = kube_res_configmaps,
+                             .ns = "ns4",
+                             .backoff_base_ms = 10,
+                             .transform = counting_strip,
+                             .transform_ud = &sr};
+    kube_handlers h = {.on_add = strip_add, .ud = &sr};
+    kube_informer *inf;
+    KT_EQ_INT(kube_informer_new(c, &io, &h, &inf), 0);
+    KT_EQ_INT(kube_informer_start(inf), 0);
+    KT_EQ_INT(kube_informer_wait_synced(inf, 3000), 0);
+    int64_t t0 = ktime_mono_ms();
+    while (kube_informer_len(inf) < 2 && ktime_mono_ms() - t0 < 5000)
+        fake_sleep_ms(10);
+    KT_EQ_INT(kube_informer_len(inf), 2);
+    KT_EQ_INT(atomic_load(&sr.calls), 2);
+    KT_EQ_INT(atomic_load(&sr.handler_saw_managed), 0);
+    cJSON *s1 = kube_informer_get(inf, "ns1/s1");
+    KT_CHECK(s1 != NULL);
+    KT_CHECK(kube_obj_path(s1, "metadata.managedFields") == NULL);
+    const cJSON *ann = kube_obj_path(s1, "metadata.annotations");
+    KT_CHECK(cJSON_GetObjectItemCaseSensitive(
+                 ann, "kubectl.kubernetes.io/last-applied-configuration") == NULL);
+    KT_CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ann, "keep")), "me") ==
+             0);
+    KT_CHECK(strcmp(kube_obj_resource_version(s1), "3") == 0);
+    cJSON_Delete(s1);
+    cJSON *s2 = kube_informer_get(inf, "ns1/s2");
+    KT_CHECK(s2 && !kube_obj_path(s2, "metadata.managedFields") &&
+             !kube_obj_path(s2, "metadata.annotations"));
+    cJSON_Delete(s2);
+    kube_informer_free(inf);
+    kube_client_free(c);
+}
+
+/* ---- owner handlers ---- */
+
+static void test_owner_delay(void)
+{
+    kube_queue *q = NULL;
+    KT_EQ_INT(kube_queue_new(NULL, &q), 0);
+    cJSON *pod = cJSON_Parse(
+        "{\"metadata\":{\"name\":\"j-t0\",\"namespace\":\"ns\",\"ownerReferences\":"
+        "[{\"kind\":\"TrainingJob\",\"name\":\"j\",\"uid\":\"u\",\"controller\":true}]}}");
+    KT_CHECK(pod != NULL);
+    /* at once */
+    kube_owner_enqueuer now = {.q = q, .owner_kind = "TrainingJob"};
+    kube_handlers h;
+    kube_informer_owner_handlers(&now, &h);
+    h.on_add(h.ud, pod);
+    KT_EQ_INT((int)kube_queue_len(q), 1);
+    char *key = NULL;
+    KT_EQ_INT(kube_queue_get(q, &key), 0);
+    KT_CHECK(key && strcmp(key, "ns/j") == 0);
+    kube_queue_done(q, key);
+    free(key);
+    /* delayed: three changes in a row become one key, and only later */
+    kube_owner_enqueuer later = {.q = q, .owner_kind = "TrainingJob", .delay_ms = 150};
+    kube_informer_owner_handlers(&later, &h);
+    h.on_add(h.ud, pod);
+    h.on_update(h.ud, pod, pod);
+    h.on_update(h.ud, pod, pod);
+    KT_EQ_INT((int)kube_queue_len(q), 0);
+    int64_t t0 = ktime_mono_ms();
+    KT_EQ_INT(kube_queue_get(q, &key), 0);
+    KT_CHECK(ktime_mono_ms() - t0 >= 100);
+    KT_CHECK(key && strcmp(key, "ns/j") == 0);
+    kube_queue_done(q, key);
+    free(key);
+    fake_sleep_ms(200);
+    KT_EQ_INT((int)kube_queue_len(q), 0); /* no second copy */
+    cJSON_Delete(pod);
+    kube_queue_free(q);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -444,6 +590,8 @@ int main(void)
     KT_RUN(test_informer_http);
     KT_RUN(test_informer_websocket);
     KT_RUN(test_throttled_watch_and_resync);
+    KT_RUN(test_transform);
+    KT_RUN(test_owner_delay);
     fake_stop(srv);
     pthread_mutex_destroy(&S.mu);
     curl_global_cleanup();
