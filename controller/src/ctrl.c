@@ -2,6 +2,7 @@
  * (see ctrl.h and tj_plan.h for the order of the writes). */
 #include "ctrl.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "kube_event.h"
 #include "kube_informer.h"
 #include "kube_leader.h"
+#include "kube_map.h"
 #include "kube_obj.h"
 #include "kube_queue.h"
 #include "notify.h"
@@ -31,6 +33,7 @@ static const kube_resource res_secrets = {"", "v1", "secrets", "Secret", 1};
 static const kube_resource res_services = {"", "v1", "services", "Service", 1};
 
 #define SYNC_TIMEOUT_MS 60000
+#define EXPECT_MS 5000
 
 struct ctrl {
     kube_client *client;
@@ -40,6 +43,23 @@ struct ctrl {
     kube_recorder *events;
     kube_leader *leader;
     kube_owner_enqueuer owner_enq;
+    /* "ns/job" -> uid of the job whose models claim this process created
+     * (or found existing): later trials of that job skip the create, which
+     * would only meet AlreadyExists. Keyed by uid too, so a re-created job
+     * of the same name gets its claim again. Under claims_mu. */
+    kube_map *claims;
+    /* "ns/job" -> a resourceVersion of the job that this process has
+     * already written past (the finalizer patch's, when the same pass then
+     * wrote the status): a reconcile from the cache at that version would
+     * plan from a stale status and meet 409. Under claims_mu. */
+    kube_map *stale;
+    /* "ns/pod" -> mono ms of its create, until the pod informer shows it:
+     * a reconcile in between (our own status write's event comes first)
+     * would create it again and meet 409. Kept at most EXPECT_MS, so a
+     * pod deleted before it was ever seen is created again later. Under
+     * claims_mu. */
+    kube_map *expect;
+    pthread_mutex_t claims_mu;
     atomic_int ready, leading, started_workers;
     /* metrics (counters are the one kind of global-ish mutable state allowed) */
     atomic_long reconciles, reconcile_errors, writes, conflicts;
@@ -213,12 +233,180 @@ static int write_status(ctrl *c, const char *key, const cJSON *job, const cJSON 
     return rc;
 }
 
+/* Patches the job's metadata.finalizers (tj_final_patch); a conflict
+ * means a newer job is on its way: the next reconcile plans again. */
+static int patch_finalizers(ctrl *c, const char *key, const cJSON *job, const char *patch,
+                            int *http, cJSON **patched)
+{
+    kube_err e;
+    kube_err_init(&e);
+    int rc = ok_or(kube_patch(c->client, &res_tj, kube_obj_namespace(job), kube_obj_name(job), NULL,
+                              KUBE_PATCH_MERGE, patch, patched, &e),
+                   &e, 404);
+    atomic_fetch_add(&c->writes, 1);
+    *http = e.http;
+    if (rc && e.http == 409)
+        atomic_fetch_add(&c->conflicts, 1);
+    else if (rc)
+        log_api_error("cannot update the job's finalizers", key, &e);
+    kube_err_release(&e);
+    return rc;
+}
+
+/* Whether the models claims of job key were created by this process. */
+static int claim_known(ctrl *c, const char *key, const cJSON *job)
+{
+    const char *uid = kube_obj_uid(job);
+    pthread_mutex_lock(&c->claims_mu);
+    const char *have = kube_map_get(c->claims, key);
+    int known = have && uid && !strcmp(have, uid);
+    pthread_mutex_unlock(&c->claims_mu);
+    return known;
+}
+
+static void claim_remember(ctrl *c, const char *key, const cJSON *job)
+{
+    char *uid = kube_obj_uid(job) ? strdup(kube_obj_uid(job)) : NULL;
+    if (!uid)
+        return; /* out of memory: the next trial only creates it again */
+    pthread_mutex_lock(&c->claims_mu);
+    if (kube_map_put(c->claims, key, uid))
+        free(uid);
+    pthread_mutex_unlock(&c->claims_mu);
+}
+
+static void claim_forget(ctrl *c, const char *key)
+{
+    pthread_mutex_lock(&c->claims_mu);
+    kube_map_del(c->claims, key);
+    kube_map_del(c->stale, key);
+    pthread_mutex_unlock(&c->claims_mu);
+}
+
+static void stale_mark(ctrl *c, const char *key, const char *rv)
+{
+    char *v = rv ? strdup(rv) : NULL;
+    if (!v)
+        return; /* costs at most one 409 */
+    pthread_mutex_lock(&c->claims_mu);
+    if (kube_map_put(c->stale, key, v))
+        free(v);
+    pthread_mutex_unlock(&c->claims_mu);
+}
+
+static void pod_expect(ctrl *c, const char *ns, const char *name)
+{
+    char k[600];
+    int64_t *t = malloc(sizeof *t);
+    if (!t || snprintf(k, sizeof k, "%s/%s", ns, name) >= (int)sizeof k) {
+        free(t);
+        return;
+    }
+    *t = ktime_mono_ms();
+    pthread_mutex_lock(&c->claims_mu);
+    if (kube_map_put(c->expect, k, t))
+        free(t);
+    pthread_mutex_unlock(&c->claims_mu);
+}
+
+/* 1 when this process created the pod moments ago and the cache has not
+ * shown it yet. */
+static int pod_expected(ctrl *c, const char *ns, const char *name)
+{
+    char k[600];
+    if (snprintf(k, sizeof k, "%s/%s", ns, name) >= (int)sizeof k)
+        return 0;
+    pthread_mutex_lock(&c->claims_mu);
+    const int64_t *t = kube_map_get(c->expect, k);
+    int fresh = t && ktime_mono_ms() - *t < EXPECT_MS;
+    if (t && !fresh)
+        kube_map_del(c->expect, k);
+    pthread_mutex_unlock(&c->claims_mu);
+    return fresh;
+}
+
+/* The cache shows these pods: no create of theirs is pending any more. */
+static void pods_seen(ctrl *c, const cJSON *pods)
+{
+    const cJSON *pod;
+    pthread_mutex_lock(&c->claims_mu);
+    if (kube_map_len(c->expect)) {
+        cJSON_ArrayForEach(pod, pods)
+        {
+            char k[600];
+            const char *ns = kube_obj_namespace(pod), *name = kube_obj_name(pod);
+            if (ns && name && snprintf(k, sizeof k, "%s/%s", ns, name) < (int)sizeof k)
+                kube_map_del(c->expect, k);
+        }
+    }
+    pthread_mutex_unlock(&c->claims_mu);
+}
+
+/* 1 when the cached job is a version this process already wrote past: the
+ * newer version's watch event queues the key again. */
+static int stale_skip(ctrl *c, const char *key, const cJSON *job)
+{
+    const char *rv = kube_obj_resource_version(job);
+    pthread_mutex_lock(&c->claims_mu);
+    const char *v = kube_map_get(c->stale, key);
+    int skip = v && rv && !strcmp(v, rv);
+    if (v && !skip)
+        kube_map_del(c->stale, key); /* the cache has moved on */
+    pthread_mutex_unlock(&c->claims_mu);
+    return skip;
+}
+
+/* Progress events that every trial produces (a search start, each trial's
+ * creation and success) are logged, not posted, unless --progress-events:
+ * they would be most of the controller's writes, and status.trials holds
+ * the same facts. Warnings, each new best trial and outcomes are posted. */
+static int post_event(const ctrl *c, const tj_event *ev)
+{
+    static const char *const progress[] = {"SearchStarted", "TrialCreated", "TrialSucceeded", NULL};
+    if (c->opts.progress_events || strcmp(ev->type, "Normal"))
+        return 1;
+    for (int i = 0; progress[i]; i++)
+        if (!strcmp(ev->reason, progress[i]))
+            return 0;
+    return 1;
+}
+
 static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, tj_serve_out *sv)
 {
     const char *ns = kube_obj_namespace(job);
     int rc = 0;
-    for (int i = 0; i < p->n_pvcs && !rc; i++)
-        rc = create_obj(c, key, &res_pvc, ns, p->pvcs[i], "cannot create the models claim", NULL, 0);
+    if (p->finalizer == TJ_FINALIZER_ADD) {
+        /* The rest of the plan waits for the updated job (its status write
+         * would meet a conflict now); the watch brings it back. Without
+         * the right to patch jobs (an older Role) the job still runs, only
+         * without the clean-up on deletion. */
+        int http = 0;
+        cJSON *patched = NULL;
+        rc = patch_finalizers(c, key, job, p->finalizer_patch, &http, &patched);
+        if (rc == 0 && patched && kube_obj_resource_version(patched)) {
+            /* The rest of the plan goes on with the patched job, whose
+             * resourceVersion the status write needs: the trial pod is
+             * created now, not after a second trip through the queue. */
+            p->finalizer = TJ_FINALIZER_KEEP;
+            rc = execute(c, key, patched, p, sv);
+            if (rc == 0 && p->status)
+                stale_mark(c, key, kube_obj_resource_version(patched));
+            cJSON_Delete(patched);
+            return rc;
+        }
+        cJSON_Delete(patched);
+        if (rc == 0 || http != 403) {
+            p->requeue_after_ms = 1000;
+            return rc;
+        }
+        rc = 0;
+    }
+    if (p->n_pvcs && !claim_known(c, key, job))
+        for (int i = 0; i < p->n_pvcs && !rc; i++)
+            rc = create_obj(c, key, &res_pvc, ns, p->pvcs[i], "cannot create the models claim",
+                            NULL, 0);
+    if (p->n_pvcs && !rc)
+        claim_remember(c, key, job);
     /* On a failed status write nothing else happens: the next reconcile
      * recomputes the plan from fresh state. */
     if (!rc && p->status)
@@ -227,13 +415,18 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
         rc = delete_pod(c, key, ns, p->deletes[i].name, "cannot delete a pod");
     for (int i = 0; i < p->n_creates && !rc; i++) {
         char msg[KILN_ERRMSG_MAX];
+        const char *pod = kube_obj_name(p->creates[i]);
+        if (pod && pod_expected(c, ns, pod))
+            continue;
         rc = create_obj(c, key, &kube_res_pods, ns, p->creates[i], "cannot create a trial pod", msg,
                         sizeof msg);
-        if (rc)
-            kube_event_record(c->events, job, "Warning", "PodCreateFailed", "pod %s: %s",
-                              kube_obj_name(p->creates[i]), msg);
-        else
+        if (rc) {
+            kube_event_record(c->events, job, "Warning", "PodCreateFailed", "pod %s: %s", pod, msg);
+        } else {
             atomic_fetch_add(&c->pods_created, 1);
+            if (pod)
+                pod_expect(c, ns, pod);
+        }
     }
     if (!rc && sv->create_service)
         rc = create_obj(c, key, &res_services, ns, sv->service, "cannot create the Service", NULL, 0);
@@ -248,11 +441,19 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
     if (rc)
         return rc;
     for (int i = 0; i < p->n_events; i++) {
-        kube_event_record(c->events, job, p->events[i].type, p->events[i].reason, "%s",
-                          p->events[i].message);
+        if (post_event(c, &p->events[i]))
+            kube_event_record(c->events, job, p->events[i].type, p->events[i].reason, "%s",
+                              p->events[i].message);
+        else
+            klog(KLOG_INFO, "job event", KS("job", key), KS("reason", p->events[i].reason),
+                 KS("message", p->events[i].message), KEND);
         if (!strcmp(p->events[i].reason, "GoalReached") || !strcmp(p->events[i].reason, "GoalNotReached"))
             announce(c, job, p->status ? p->status : cJSON_GetObjectItemCaseSensitive(job, "status"),
                      p->events[i].reason);
+    }
+    if (p->finalizer == TJ_FINALIZER_REMOVE) {
+        int http = 0;
+        return patch_finalizers(c, key, job, p->finalizer_patch, &http, NULL);
     }
     return 0;
 }
@@ -373,8 +574,14 @@ static int reconcile(void *ud, const char *key, int64_t *requeue_ms)
     ctrl *c = ud;
     atomic_fetch_add(&c->reconciles, 1);
     cJSON *job = kube_informer_get(c->jobs, key);
-    if (!job)
+    if (!job) {
+        claim_forget(c, key);
         return 0; /* deleted: owner references take its pods away */
+    }
+    if (stale_skip(c, key, job)) {
+        cJSON_Delete(job);
+        return 0;
+    }
     cJSON *pods = NULL;
     const char *uid = kube_obj_uid(job);
     if (kube_informer_by_owner(c->pods, uid ? uid : "", &pods) != 0) {
@@ -382,6 +589,7 @@ static int reconcile(void *ud, const char *key, int64_t *requeue_ms)
         return KILN_ENOMEM;
     }
     int n = cJSON_GetArraySize(pods);
+    pods_seen(c, pods);
     const cJSON **arr = calloc((size_t)(n ? n : 1), sizeof *arr);
     int i = 0;
     const cJSON *pod;
@@ -403,7 +611,9 @@ static int reconcile(void *ud, const char *key, int64_t *requeue_ms)
     tj_serve_out serve;
     memset(&serve, 0, sizeof serve);
     int rc = arr ? tj_plan(job, (const cJSON *const *)arr, n, &env, &plan, &err) : KILN_ENOMEM;
-    if (rc == 0)
+    /* A job being deleted keeps its serving pods until the garbage
+     * collector takes them; its plan is the clean-up's alone. */
+    if (rc == 0 && !kube_obj_path(job, "metadata.deletionTimestamp"))
         rc = plan_serving(c, job, (const cJSON *const *)arr, n, &env, &plan, &serve, &err);
     if (rc == 0) {
         rc = execute(c, key, job, &plan, &serve);
@@ -471,12 +681,28 @@ static void on_stopped_leading(void *ud)
     klog(KLOG_WARN, "stopped leading", KEND);
 }
 
+/* Cached pods keep metadata and status only: the reconciler reads a pod's
+ * labels, annotations, owner, phase and termination report, never its
+ * spec, which is most of a trial pod's size (its args carry the whole
+ * trial configuration). */
+static void strip_pod(cJSON *pod, void *ud)
+{
+    kube_informer_strip_server_fields(pod, ud);
+    cJSON_DeleteItemFromObjectCaseSensitive(pod, "spec");
+}
+
 int ctrl_new(kube_client *client, const ctrl_opts *o, ctrl **out, kiln_error *err)
 {
     *out = NULL;
     ctrl *c = calloc(1, sizeof *c);
     if (!c)
         return kiln_fail(err, KILN_ENOMEM, "out of memory");
+    pthread_mutex_init(&c->claims_mu, NULL);
+    if (kube_map_new(free, &c->claims) != 0 || kube_map_new(free, &c->stale) != 0 ||
+        kube_map_new(free, &c->expect) != 0) {
+        ctrl_free(c);
+        return kiln_fail(err, KILN_ENOMEM, "out of memory");
+    }
     c->client = client;
     c->opts = *o;
     if (!c->opts.lease_name)
@@ -490,14 +716,19 @@ int ctrl_new(kube_client *client, const ctrl_opts *o, ctrl **out, kiln_error *er
     kube_handlers jh;
     kube_informer_enqueue_handlers(c->queue, &jh);
     kube_informer_opts jo = {.res = res_tj, .ns = o->ns, .websocket = o->websocket_watches,
-                             .resync_ms = 10 * 60 * 1000};
-    c->owner_enq = (kube_owner_enqueuer){.q = c->queue, .owner_kind = "TrainingJob"};
+                             .resync_ms = 10 * 60 * 1000,
+                             .transform = kube_informer_strip_server_fields};
+    /* Pod changes reach the job a moment late, so that a short trial's
+     * Running and Succeeded land in one status write. */
+    c->owner_enq =
+        (kube_owner_enqueuer){.q = c->queue, .owner_kind = "TrainingJob", .delay_ms = 250};
     kube_handlers ph;
     kube_informer_owner_handlers(&c->owner_enq, &ph);
     kube_informer_opts po = {.res = kube_res_pods, .ns = o->ns, .label_selector = "kiln.dev/job",
-                             .websocket = o->websocket_watches};
+                             .websocket = o->websocket_watches, .transform = strip_pod};
     kube_informer_opts so = {.res = res_services, .ns = o->ns, .label_selector = "kiln.dev/job",
-                             .websocket = o->websocket_watches};
+                             .websocket = o->websocket_watches,
+                             .transform = kube_informer_strip_server_fields};
     if (kube_informer_new(client, &jo, &jh, &c->jobs) != 0 ||
         kube_informer_new(client, &po, &ph, &c->pods) != 0 ||
         kube_informer_new(client, &so, &ph, &c->services) != 0) {
@@ -564,12 +795,22 @@ void ctrl_free(ctrl *c)
     kube_informer_free(c->services);
     kube_queue_free(c->queue);
     kube_recorder_free(c->events);
+    kube_map_free(c->claims);
+    kube_map_free(c->stale);
+    kube_map_free(c->expect);
+    pthread_mutex_destroy(&c->claims_mu);
     free(c);
 }
 
 int ctrl_ready(ctrl *c)
 {
     return atomic_load(&c->ready);
+}
+
+int ctrl_list_jobs(ctrl *c, cJSON **out)
+{
+    *out = NULL;
+    return kube_informer_list(c->jobs, NULL, out) == 0 && *out ? 0 : KILN_ENOMEM;
 }
 
 int ctrl_leading(ctrl *c)

@@ -11,6 +11,8 @@
 
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "kiln_err.h"
 #include "kube_client.h"
 
@@ -22,6 +24,7 @@ typedef struct ctrl_opts {
     const char *lease_ns;        /* Lease namespace */
     const char *lease_name;      /* "kiln-controller" */
     int websocket_watches;       /* watch over WebSocket instead of chunked HTTP */
+    int progress_events;         /* 1: post every trial's Normal events, not only outcomes */
 } ctrl_opts;
 
 typedef struct ctrl ctrl;
@@ -37,6 +40,10 @@ void ctrl_free(ctrl *c);
 int ctrl_ready(ctrl *c);
 /* 1 while reconciling (leader, or no election). */
 int ctrl_leading(ctrl *c);
+
+/* Every cached TrainingJob as a new array (*out, cJSON_Delete) for the
+ * dashboard. 0 or KILN_ENOMEM. */
+int ctrl_list_jobs(ctrl *c, cJSON **out);
 
 /* Prometheus text exposition of the controller's metrics into a malloc'd
  * string. */

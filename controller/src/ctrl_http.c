@@ -1,5 +1,7 @@
-/* ctrl_http: /metrics, /healthz and /readyz on libwebsockets (see
- * ctrl_http.h). One context, one vhost per address, one service thread. */
+/* ctrl_http: /metrics, /healthz, /readyz and the dashboard on
+ * libwebsockets (see ctrl_http.h). One context, one vhost per address, one
+ * service thread; every callback and the snapshot timer run on it, so the
+ * dashboard state below needs no lock. */
 #include "ctrl_http.h"
 
 #include <pthread.h>
@@ -10,7 +12,25 @@
 
 #include <libwebsockets.h>
 
+#include "ctrl_dash.h"
 #include "klog.h"
+
+#define DASH_POLL_MS 500 /* how often connected dashboards look for changes */
+#define DASH_MAX_WS  64  /* dashboard sockets at once; more are refused */
+
+/* One response per connection turn: built on the request, written when
+ * the socket is writable. A dashboard WebSocket uses the same storage:
+ * it remembers which snapshot version it was sent last. */
+typedef struct session {
+    char *body;
+    size_t len;
+    int status;
+    const char *type;
+    /* WebSocket */
+    struct lws *wsi;
+    struct session *next;
+    unsigned long sent;
+} session;
 
 struct ctrl_http {
     ctrl *c;
@@ -18,16 +38,14 @@ struct ctrl_http {
     pthread_t thread;
     int started;
     atomic_int stop;
+    /* dashboard: touched only on the service thread */
+    session *ws; /* connected dashboard sockets */
+    int n_ws;
+    char *snap; /* the last snapshot text */
+    size_t snap_len;
+    unsigned long version; /* bumped whenever snap changes */
+    lws_sorted_usec_list_t sul;
 };
-
-/* One response per connection turn: built on the request, written when
- * the socket is writable. */
-typedef struct session {
-    char *body;
-    size_t len;
-    int status;
-    const char *type;
-} session;
 
 static int handle(struct lws *wsi, session *s, const char *uri)
 {
@@ -43,6 +61,9 @@ static int handle(struct lws *wsi, session *s, const char *uri)
         int ready = ctrl_ready(h->c);
         s->status = ready ? 200 : 503;
         s->body = strdup(ready ? "ok\n" : "caches not synced\n");
+    } else if (!strcmp(uri, "/dashboard") || !strcmp(uri, "/dashboard/")) {
+        s->body = strdup(ctrl_dash_page());
+        s->type = "text/html; charset=utf-8";
     } else {
         s->status = 404;
         s->body = strdup("not found\n");
@@ -58,11 +79,108 @@ static int handle(struct lws *wsi, session *s, const char *uri)
     return 0;
 }
 
+/* Rebuilds the snapshot; a different text gets a new version and wakes
+ * every dashboard socket. */
+static void refresh(ctrl_http *h)
+{
+    cJSON *jobs = NULL, *snap = NULL;
+    kiln_error err = {0};
+    if (ctrl_list_jobs(h->c, &jobs) != 0 || ctrl_dash_snapshot(jobs, &snap, &err) != 0) {
+        cJSON_Delete(jobs);
+        return;
+    }
+    cJSON_Delete(jobs);
+    char *text = cJSON_PrintUnformatted(snap);
+    cJSON_Delete(snap);
+    if (!text)
+        return;
+    if (h->snap && !strcmp(h->snap, text)) {
+        free(text);
+        return;
+    }
+    free(h->snap);
+    h->snap = text;
+    h->snap_len = strlen(text);
+    h->version++;
+    for (session *w = h->ws; w; w = w->next)
+        lws_callback_on_writable(w->wsi);
+}
+
+static void on_timer(lws_sorted_usec_list_t *sul)
+{
+    ctrl_http *h = lws_container_of(sul, ctrl_http, sul);
+    if (h->n_ws > 0)
+        refresh(h);
+    lws_sul_schedule(h->ctx, 0, &h->sul, on_timer, DASH_POLL_MS * LWS_US_PER_MS);
+}
+
+static void ws_unlink(ctrl_http *h, session *s)
+{
+    for (session **p = &h->ws; *p; p = &(*p)->next) {
+        if (*p == s) {
+            *p = s->next;
+            h->n_ws--;
+            return;
+        }
+    }
+}
+
+static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, session *s)
+{
+    ctrl_http *h = lws_context_user(lws_get_context(wsi));
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        /* Only the dashboard speaks WebSocket here. */
+        char uri[64];
+        if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 ||
+            strcmp(uri, "/dashboard/ws") || h->n_ws >= DASH_MAX_WS)
+            return 1;
+        return 0;
+    }
+    case LWS_CALLBACK_ESTABLISHED:
+        memset(s, 0, sizeof *s);
+        s->wsi = wsi;
+        s->next = h->ws;
+        h->ws = s;
+        h->n_ws++;
+        refresh(h);
+        lws_callback_on_writable(wsi);
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+        if (!h->snap || s->sent == h->version)
+            return 0;
+        unsigned char *buf = malloc(LWS_PRE + h->snap_len);
+        if (!buf)
+            return -1;
+        memcpy(buf + LWS_PRE, h->snap, h->snap_len);
+        int w = lws_write(wsi, buf + LWS_PRE, h->snap_len, LWS_WRITE_TEXT);
+        free(buf);
+        if (w < (int)h->snap_len)
+            return -1;
+        s->sent = h->version;
+        return 0;
+    }
+    case LWS_CALLBACK_RECEIVE:
+        return 0; /* the page sends nothing that matters */
+    case LWS_CALLBACK_CLOSED:
+        ws_unlink(h, s);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
     session *s = user;
     switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_CLOSED:
+        return ws_callback(wsi, reason, s);
     case LWS_CALLBACK_HTTP: {
         char uri[256];
         snprintf(uri, sizeof uri, "%.*s", (int)len, (const char *)in);
@@ -163,7 +281,8 @@ int ctrl_http_start(ctrl *c, const char *metrics_addr, const char *health_addr, 
             continue;
         if (r < 0) {
             ctrl_http_stop(h);
-            return kiln_fail(err, KILN_EINVAL, "--%s-bind-address '%s': expected HOST:PORT or :PORT",
+            return kiln_fail(err, KILN_EINVAL,
+                             "--%s-bind-address '%s': expected HOST:PORT or :PORT",
                              i ? "health-probe" : "metrics", addrs[i]);
         }
         struct lws_context_creation_info vi;
@@ -180,9 +299,10 @@ int ctrl_http_start(ctrl *c, const char *metrics_addr, const char *health_addr, 
             return kiln_fail(err, KILN_EIO, "cannot listen on %s for %s", addrs[i], names[i]);
         }
         *ports[i] = lws_get_vhost_listen_port(vh);
-        klog(KLOG_INFO, "serving", KS("endpoint", names[i]), KS("host", hosts[i][0] ? hosts[i] : "*"),
-             KI("port", *ports[i]), KEND);
+        klog(KLOG_INFO, "serving", KS("endpoint", names[i]),
+             KS("host", hosts[i][0] ? hosts[i] : "*"), KI("port", *ports[i]), KEND);
     }
+    lws_sul_schedule(h->ctx, 0, &h->sul, on_timer, DASH_POLL_MS * LWS_US_PER_MS);
     if (pthread_create(&h->thread, NULL, service, h) != 0) {
         ctrl_http_stop(h);
         return kiln_fail(err, KILN_EINTERNAL, "cannot start the HTTP thread");
@@ -202,5 +322,6 @@ void ctrl_http_stop(ctrl_http *h)
         pthread_join(h->thread, NULL);
     }
     lws_context_destroy(h->ctx);
+    free(h->snap);
     free(h);
 }

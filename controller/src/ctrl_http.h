@@ -1,8 +1,12 @@
 /* ctrl_http: the controller's own small HTTP servers on libwebsockets:
- * metrics (GET /metrics, Prometheus text) and health probes (GET /healthz:
- * the process is alive; GET /readyz: caches synced). Each listens on its
- * own address (the two flags of controller-runtime); both are served by
- * one thread. Port 0 picks a free port, logged and returned.
+ * metrics (GET /metrics, Prometheus text), the dashboard (GET /dashboard:
+ * one self-contained page; GET /dashboard/ws: a WebSocket that sends the
+ * ctrl_dash snapshot of every job on connect and again whenever it
+ * changes, checked every 500 ms while a dashboard is connected) and health
+ * probes (GET /healthz: the process is alive; GET /readyz: caches synced).
+ * Metrics and health each listen on their own address (the two flags of
+ * controller-runtime); both are served by one thread. Port 0 picks a free
+ * port, logged and returned.
  *
  * Ownership: ctrl_http_start returns an object freed by ctrl_http_stop. */
 #ifndef KILN_CTRL_HTTP_H

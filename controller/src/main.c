@@ -32,23 +32,32 @@ static void usage(FILE *f)
             "  --kubeconfig PATH                 kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)\n"
             "  --context NAME                    kubeconfig context\n"
             "  --namespace NS                    watch only this namespace (default: all)\n"
-            "  --workers N                       reconcile threads (default 2)\n"
-            "  --qps Q --burst B                 client rate limit (default 50 / 100)\n"
+            "  --workers N                       reconcile threads (default 8)\n"
+            "  --qps Q --burst B                 client rate limit (default 500 / 1000)\n"
             "  --leader-elect                    take the coordination.k8s.io Lease first\n"
             "  --leader-election-namespace NS    Lease namespace (default: $POD_NAMESPACE, else kiln-system)\n"
-            "  --metrics-bind-address ADDR       HOST:PORT for /metrics, 0 to disable (default :8080)\n"
+            "  --metrics-bind-address ADDR       HOST:PORT for /metrics, /dashboard and\n"
+            "                                    /dashboard/ws, 0 to disable (default :8080)\n"
             "  --health-probe-bind-address ADDR  HOST:PORT for /healthz and /readyz (default :8081)\n"
             "  --trainer-image IMAGE             default trainer image\n"
-            "  --watch-websocket                 watch over WebSocket instead of chunked HTTP\n");
+            "  --watch-websocket                 watch over WebSocket instead of chunked HTTP\n"
+            "  --progress-events                 also post each trial's progress events (SearchStarted,\n"
+            "                                    TrialCreated, TrialSucceeded); default: logged only;\n"
+            "                                    Events for warnings, new best trials and outcomes\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *kubeconfig = NULL, *context = NULL;
     const char *metrics = ":8080", *health = ":8081";
-    ctrl_opts o = {.workers = 2, .lease_name = "kiln-controller"};
-    double qps = 50;
-    int burst = 100;
+    /* A reconcile spends its time waiting on API round trips, so eight
+     * workers keep the API server busy on two cores; and a thousand jobs
+     * applied at once need about five writes each within seconds, which a
+     * 50 QPS bucket would spread over minutes (the API server's own
+     * priority and fairness protects it from a burst). */
+    ctrl_opts o = {.workers = 8, .lease_name = "kiln-controller"};
+    double qps = 500;
+    int burst = 1000;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -61,6 +70,9 @@ int main(int argc, char **argv)
             takes = 0;
         } else if (!strcmp(a, "--watch-websocket")) {
             o.websocket_watches = 1;
+            takes = 0;
+        } else if (!strcmp(a, "--progress-events")) {
+            o.progress_events = 1;
             takes = 0;
         } else if (!v) {
             fprintf(stderr, "kiln-controller: %s needs a value\n", a);

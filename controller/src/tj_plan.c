@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tj_final.h"
 #include "tj_json.h"
 #include "tj_pod.h"
 #include "tj_spec.h"
@@ -44,6 +45,7 @@ void tj_plan_release(tj_plan_out *p)
     free(p->deletes);
     free(p->events);
     cJSON_Delete(p->status);
+    free(p->finalizer_patch);
     tj_plan_init(p);
 }
 
@@ -110,6 +112,31 @@ static void requeue(tj_plan_out *p, int64_t ms)
         ms = 1;
     if (p->requeue_after_ms == 0 || ms < p->requeue_after_ms)
         p->requeue_after_ms = ms;
+}
+
+int tj_plan_add_delete(tj_plan_out *p, const char *name, const char *reason)
+{
+    return add_delete(p, name, reason);
+}
+
+int tj_plan_add_create(tj_plan_out *p, cJSON *pod)
+{
+    return push_obj(&p->creates, &p->n_creates, &p->cap_creates, pod);
+}
+
+int tj_plan_add_event(tj_plan_out *p, const char *type, const char *reason, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return add_event(p, type, reason, "%s", msg);
+}
+
+void tj_plan_requeue(tj_plan_out *p, int64_t ms)
+{
+    requeue(p, ms);
 }
 
 /* ------------------------------------------------------------ working state */
@@ -902,8 +929,10 @@ static cJSON *best_record(const ctx *c, const wtrial *w)
 {
     char name[300];
     trial_name(c, w->index, name, sizeof name);
-    char ckpt[80];
-    snprintf(ckpt, sizeof ckpt, TJ_MODELS_DIR "/t%d/model.kiln", w->index);
+    char dir[600], ckpt[700];
+    if (tj_pod_models_dir(c->s, dir, sizeof dir) != 0)
+        snprintf(dir, sizeof dir, TJ_MODELS_DIR);
+    snprintf(ckpt, sizeof ckpt, "%s/t%d/model.kiln", dir, w->index);
     cJSON *b = cJSON_CreateObject();
     int ok = tj_json_add_str(b, "name", name);
     ok &= tj_json_add_num(b, "index", w->index);
@@ -1086,12 +1115,15 @@ static int plan_events(ctx *c)
             rc |= add_event(p, "Warning", "TrialRetrying", "trial %s: %s (attempt %d of %d)", name,
                             w->message, w->attempts, c->s->backoff_limit + 1);
     }
-    if (c->best_changed) {
+    int goal_event = c->goal_met && (c->new_search || !cond_is(c, "GoalReached", "True", NULL));
+    /* GoalReached names the trial that reached it, which is then the new
+     * best: one Event says both. */
+    if (c->best_changed && !goal_event) {
         fmt_value(c, tj_json_path(c->best, "metrics"), val, sizeof val);
         rc |= add_event(p, "Normal", "NewBestTrial", "trial %s is the best so far: %s",
                         tj_json_str(c->best, "name", "?"), val);
     }
-    if (c->goal_met && (c->new_search || !cond_is(c, "GoalReached", "True", NULL)))
+    if (goal_event)
         rc |= add_event(p, "Normal", "GoalReached", "%s", c->end_msg);
     if (c->ended && strcmp(c->end_phase, "Succeeded") &&
         (c->new_search || strcmp(tj_json_str(c->old, "phase", ""), "Failed")))
@@ -1124,9 +1156,13 @@ int tj_plan(const cJSON *job, const cJSON *const *pods, int n_pods, const tj_env
         return rc;
     if (!tj_json_path(job, "metadata.namespace") && env->ns)
         s.ns = env->ns;
-    /* A job being deleted is the garbage collector's: plan nothing. */
-    if (tj_json_path(job, "metadata.deletionTimestamp"))
-        return 0;
+    /* A job being deleted only needs its checkpoints cleaned up. */
+    if (tj_json_path(job, "metadata.deletionTimestamp")) {
+        rc = tj_final_plan(&s, pods, n_pods, env, out, err);
+        if (rc)
+            tj_plan_release(out);
+        return rc;
+    }
 
     ctx c = {.s = &s, .env = env, .out = out, .err = err, .now = env->now};
     tj_status_time(env->now, c.now_s);
@@ -1177,8 +1213,17 @@ int tj_plan(const cJSON *job, const cJSON *const *pods, int n_pods, const tj_env
             out->status = status;
     } else {
         cJSON_Delete(status);
-        tj_plan_release(out);
     }
+    /* Only checkpoints on a volume the job does not own need the clean-up
+     * the finalizer holds the job for; the job's own claim goes with it
+     * through its owner reference, and a retained volume is left alone. So
+     * only those jobs pay the extra write and round trip. */
+    if (!rc && !tj_final_has(job) && !c.s->storage_retain && !tj_pod_uses_models_pvc(c.s)) {
+        out->finalizer = TJ_FINALIZER_ADD;
+        rc = tj_final_patch(job, 1, &out->finalizer_patch, err);
+    }
+    if (rc)
+        tj_plan_release(out);
     ctx_release(&c);
     return rc;
 }
@@ -1211,6 +1256,10 @@ cJSON *tj_plan_to_json(const tj_plan_out *p)
     }
     ok &= tj_json_add(o, "status", p->status ? cJSON_Duplicate(p->status, 1) : cJSON_CreateNull());
     ok &= tj_json_add_num(o, "requeueAfterMs", (double)p->requeue_after_ms);
+    ok &= tj_json_add(o, "finalizer",
+                      p->finalizer == TJ_FINALIZER_ADD      ? cJSON_CreateString("add")
+                      : p->finalizer == TJ_FINALIZER_REMOVE ? cJSON_CreateString("remove")
+                                                            : cJSON_CreateNull());
     if (!ok) {
         cJSON_Delete(o);
         return NULL;

@@ -17,13 +17,24 @@
  * namespace with the label kiln.dev/job=<name> (trial pods carry it, and
  * so do serving pods, which the plan skips). Events concern the job.
  *
- * How the I/O layer executes a plan, in this order: create the PVCs, write
+ * Deletion: every live job carries the finalizer kiln.dev/checkpoints
+ * (finalizer = TJ_FINALIZER_ADD while it is missing); a job being deleted
+ * is planned by tj_final (tj_final.h): stop its trials, delete its
+ * checkpoints with a clean-up pod unless spec.storage.retain, then drop
+ * the finalizer (TJ_FINALIZER_REMOVE).
+ *
+ * How the I/O layer executes a plan, in this order: with TJ_FINALIZER_ADD,
+ * patch the job with finalizer_patch and stop there (the patch changes the
+ * job's resourceVersion, so the status write would conflict) and
+ * reconcile again; otherwise create the PVCs, write
  * the status with the job's resourceVersion (PUT .../status, so a plan
  * made from a stale cache meets 409 instead of overwriting newer state; on
  * a conflict or any error stop here and requeue: the next plan recomputes
  * everything), delete the pods (NotFound is success),
- * create the pods (AlreadyExists is success), record the events, then
- * requeue after requeue_after_ms when it is > 0.
+ * create the pods (AlreadyExists is success), record the events, with
+ * TJ_FINALIZER_REMOVE patch the job last (a plan that removes the
+ * finalizer never writes status), then requeue after requeue_after_ms
+ * when it is > 0.
  *
  * Ownership: tj_plan fills caller storage initialised with tj_plan_init;
  * tj_plan_release frees everything in it (manifests, status, messages). */
@@ -48,7 +59,8 @@ typedef struct tj_env {
 
 typedef struct tj_delete {
     char name[254];     /* pod name in the job's namespace */
-    const char *reason; /* static: "retry", "goal-reached", "job-finished", "superseded", "ttl" */
+    const char *reason; /* static: "retry", "goal-reached", "job-finished", "superseded", "ttl",
+                           "job-deleted" */
 } tj_delete;
 
 typedef struct tj_event {
@@ -56,9 +68,16 @@ typedef struct tj_event {
     const char *reason; /* static CamelCase: TrialCreated, TrialSucceeded, TrialFailed,
                            TrialRetrying, NewBestTrial, GoalReached, GoalNotReached,
                            TooManyFailedTrials, InvalidSpec, TrialConfigError, SearchStarted,
-                           Stalled */
+                           Stalled; for a deleted job (tj_final): CheckpointsDeleted,
+                           CheckpointsRetained, CleanupFailed, CheckpointsNotDeleted */
     char *message;      /* owned */
 } tj_event;
+
+enum tj_finalizer_op {
+    TJ_FINALIZER_KEEP = 0, /* metadata.finalizers stays as it is */
+    TJ_FINALIZER_ADD,      /* add kiln.dev/checkpoints */
+    TJ_FINALIZER_REMOVE,   /* the clean-up is done: remove it */
+};
 
 typedef struct tj_plan_out {
     cJSON **pvcs; /* PersistentVolumeClaims to create (AlreadyExists: fine) */
@@ -71,6 +90,9 @@ typedef struct tj_plan_out {
     tj_event *events;
     int n_events;
     int64_t requeue_after_ms; /* > 0: reconcile again after this long even without a change */
+    int finalizer;            /* enum tj_finalizer_op */
+    char *finalizer_patch;    /* ADD/REMOVE: JSON merge patch for the job (with its
+                                 resourceVersion as precondition); owned */
     /* private: capacities */
     int cap_pvcs, cap_deletes, cap_creates, cap_events;
 } tj_plan_out;
@@ -87,10 +109,22 @@ void tj_plan_release(tj_plan_out *p);
 int tj_plan(const cJSON *job, const cJSON *const *pods, int n_pods, const tj_env *env,
             tj_plan_out *out, kiln_error *err);
 
+/* Plan building, shared with tj_final. Each returns 0 or KILN_ENOMEM.
+ * add_delete ignores a name already planned; reason must be static;
+ * add_create takes ownership of pod (freed on failure). */
+int tj_plan_add_delete(tj_plan_out *p, const char *name, const char *reason);
+int tj_plan_add_create(tj_plan_out *p, cJSON *pod);
+int tj_plan_add_event(tj_plan_out *p, const char *type, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Keeps the earliest requeue: sets requeue_after_ms to ms (at least 1)
+ * unless a sooner one is planned. */
+void tj_plan_requeue(tj_plan_out *p, int64_t ms);
+
 /* The plan as one JSON object (for logs, the dashboard and tests):
  * {"pvcs":[...],"deletes":[{"name","reason"}],"creates":[...],
  *  "status":{...}|null,"events":[{"type","reason","message"}],
- *  "requeueAfterMs":N}. NULL when out of memory. */
+ *  "requeueAfterMs":N,"finalizer":"add"|"remove"|null}. NULL when out of
+ * memory. */
 cJSON *tj_plan_to_json(const tj_plan_out *p);
 
 #endif

@@ -98,6 +98,15 @@ int tj_pod_uses_models_pvc(const tj_spec *s)
     return s->storage_volume == NULL;
 }
 
+int tj_pod_models_dir(const tj_spec *s, char *buf, size_t n)
+{
+    int w = s->storage_volume ? snprintf(buf, n, TJ_MODELS_DIR "/%s/%s", s->ns, s->name)
+                              : snprintf(buf, n, TJ_MODELS_DIR);
+    if (w < 0 || (size_t)w >= n)
+        return kiln_fail(NULL, KILN_EINVAL, "models directory too long");
+    return 0;
+}
+
 static cJSON *mount(const char *name, const char *path, int read_only)
 {
     cJSON *m = cJSON_CreateObject();
@@ -112,19 +121,13 @@ static cJSON *mount(const char *name, const char *path, int read_only)
     return m;
 }
 
-/* The models volume (/models), /tmp, and the data claim when the data uri
- * is pvc://: volumes into podspec, mounts into the container. */
-static int add_volumes(const tj_spec *s, cJSON *podspec, cJSON *container)
+/* The models volume, mounted at /models: spec.storage.volume, or the
+ * job's own claim. */
+static int add_models_volume(const tj_spec *s, cJSON *vols, cJSON *mounts)
 {
-    cJSON *vols = cJSON_CreateArray();
-    cJSON *mounts = cJSON_CreateArray();
-    int ok = tj_json_add(podspec, "volumes", vols) & tj_json_add(container, "volumeMounts", mounts);
-    if (!ok)
-        return 0;
-
     cJSON *models =
         s->storage_volume ? cJSON_Duplicate(s->storage_volume, 1) : cJSON_CreateObject();
-    ok &= tj_json_add_str(models, "name", "models");
+    int ok = tj_json_add_str(models, "name", "models");
     if (!s->storage_volume) {
         char claim[300];
         if (pvc_name(s, claim, sizeof claim) != 0) {
@@ -136,12 +139,30 @@ static int add_volumes(const tj_spec *s, cJSON *podspec, cJSON *container)
     }
     ok &= tj_json_push(vols, models);
     ok &= tj_json_push(mounts, mount("models", TJ_MODELS_DIR, 0));
+    return ok;
+}
 
+static int add_tmp_volume(cJSON *vols, cJSON *mounts)
+{
     cJSON *tmp = cJSON_CreateObject();
-    ok &= tj_json_add_str(tmp, "name", "tmp");
+    int ok = tj_json_add_str(tmp, "name", "tmp");
     ok &= tj_json_add(tmp, "emptyDir", cJSON_CreateObject());
     ok &= tj_json_push(vols, tmp);
     ok &= tj_json_push(mounts, mount("tmp", "/tmp", 0));
+    return ok;
+}
+
+/* The models volume (/models), /tmp, and the data claim when the data uri
+ * is pvc://: volumes into podspec, mounts into the container. */
+static int add_volumes(const tj_spec *s, cJSON *podspec, cJSON *container)
+{
+    cJSON *vols = cJSON_CreateArray();
+    cJSON *mounts = cJSON_CreateArray();
+    int ok = tj_json_add(podspec, "volumes", vols) & tj_json_add(container, "volumeMounts", mounts);
+    if (!ok)
+        return 0;
+    ok &= add_models_volume(s, vols, mounts);
+    ok &= add_tmp_volume(vols, mounts);
 
     if (s->data_claim[0]) {
         char path[300];
@@ -256,9 +277,9 @@ static int trial_args(const tj_spec *s, const tj_trial_pod *t, cJSON *args, kiln
         return rc;
     char *text = cJSON_PrintUnformatted(cfg);
     cJSON_Delete(cfg);
-    char out[64];
-    snprintf(out, sizeof out, TJ_MODELS_DIR "/t%d", t->index);
-    int ok = text != NULL;
+    char dir[600], out[640];
+    int ok = text != NULL && tj_pod_models_dir(s, dir, sizeof dir) == 0;
+    snprintf(out, sizeof out, "%s/t%d", dir, t->index);
     ok &= push_str(args, "train") & push_str(args, "--config-json");
     ok &= text ? push_str(args, text) : 0;
     ok &= push_str(args, "--output") & push_str(args, out);
@@ -270,8 +291,8 @@ static int trial_args(const tj_spec *s, const tj_trial_pod *t, cJSON *args, kiln
         ok &= push_str(args, "--resume");
     const cJSON *from = cJSON_GetObjectItemCaseSensitive(t->params, "warmStartFrom");
     if (cJSON_IsNumber(from) && from->valuedouble >= 0) {
-        char model[80];
-        snprintf(model, sizeof model, TJ_MODELS_DIR "/t%d/model.kiln", from->valueint);
+        char model[700];
+        snprintf(model, sizeof model, "%s/t%d/model.kiln", dir, from->valueint);
         ok &= push_str(args, "--warm-start") & push_str(args, model);
     }
     return ok ? 0 : kiln_fail(err, KILN_ENOMEM, "out of memory building trial args");
@@ -461,5 +482,66 @@ int tj_pod_models_pvc(const tj_spec *s, cJSON **out, kiln_error *err)
         return kiln_fail(err, KILN_ENOMEM, "out of memory building the PVC");
     }
     *out = pvc;
+    return 0;
+}
+
+/* ------------------------------------------------------------ clean-up */
+
+int tj_pod_cleanup_name(const tj_spec *s, char *buf, size_t n)
+{
+    int w = snprintf(buf, n, "%s-cleanup", s->name);
+    if (w < 0 || (size_t)w >= n)
+        return kiln_fail(NULL, KILN_EINVAL, "name too long");
+    return 0;
+}
+
+int tj_pod_cleanup(const tj_spec *s, int attempt, cJSON **out, kiln_error *err)
+{
+    char name[300], job[600], at[16];
+    if (tj_pod_cleanup_name(s, name, sizeof name) != 0)
+        return kiln_fail(err, KILN_EINVAL, "clean-up pod name too long");
+    snprintf(job, sizeof job, "%s/%s", s->ns, s->name);
+    snprintf(at, sizeof at, "%d", attempt < 1 ? 1 : attempt);
+    cJSON *meta, *labels;
+    cJSON *pod = new_object("v1", "Pod", name, NULL, s, 1, &meta, &labels);
+    if (!pod)
+        return kiln_fail(err, KILN_ENOMEM, "out of memory building the clean-up pod");
+    int ok = tj_json_add_str(labels, TJ_LABEL_CLEANUP, s->name);
+    ok &= tj_json_add_str(labels, "app.kubernetes.io/name", "kiln-cleanup");
+    cJSON *ann = tj_json_obj(meta, "annotations");
+    ok &= tj_json_add_str(ann, TJ_ANN_ATTEMPT, at);
+
+    cJSON *spec = tj_json_obj(pod, "spec");
+    ok &= tj_json_add_str(spec, "restartPolicy", "Never");
+    ok &= tj_json_add_num(spec, "activeDeadlineSeconds", 600);
+    ok &= tj_json_add_bool(spec, "automountServiceAccountToken", 0);
+    ok &= add_pod_security(spec);
+    cJSON *containers = cJSON_CreateArray();
+    cJSON *c = cJSON_CreateObject();
+    ok &= tj_json_push(containers, c) & tj_json_add(spec, "containers", containers);
+    ok &= tj_json_add_str(c, "name", "cleanup");
+    ok &= tj_json_add_str(c, "image", s->image);
+    cJSON *cmd = cJSON_CreateArray();
+    ok &= push_str(cmd, TJ_TRAINER_BIN) & tj_json_add(c, "command", cmd);
+    cJSON *args = cJSON_CreateArray();
+    ok &= push_str(args, "clean") & push_str(args, "--models") & push_str(args, TJ_MODELS_DIR);
+    ok &= push_str(args, "--job") & push_str(args, job);
+    ok &= push_str(args, "--report") & push_str(args, "/dev/termination-log");
+    ok &= tj_json_add(c, "args", args);
+    /* Deleting files needs little; the trial's resources may be large. */
+    cJSON *req = tj_json_obj(tj_json_obj(c, "resources"), "requests");
+    ok &= tj_json_add_str(req, "cpu", "10m") & tj_json_add_str(req, "memory", "32Mi");
+    ok &= tj_json_add_str(c, "terminationMessagePath", "/dev/termination-log");
+    ok &= tj_json_add_str(c, "terminationMessagePolicy", "FallbackToLogsOnError");
+    ok &= add_container_security(c);
+    cJSON *vols = cJSON_CreateArray();
+    cJSON *mounts = cJSON_CreateArray();
+    ok &= tj_json_add(spec, "volumes", vols) & tj_json_add(c, "volumeMounts", mounts);
+    ok &= add_models_volume(s, vols, mounts) & add_tmp_volume(vols, mounts);
+    if (!ok) {
+        cJSON_Delete(pod);
+        return kiln_fail(err, KILN_ENOMEM, "out of memory building the clean-up pod");
+    }
+    *out = pod;
     return 0;
 }

@@ -1,7 +1,13 @@
 /* tj_pod: the manifests a TrainingJob owns, built from its spec: trial
  * pods (one kiln-trainer train run each), serving pods (kiln-trainer
- * serve on the best checkpoint), the Service in front of them and the
- * models PVC the controller creates when spec.storage names no volume.
+ * serve on the best checkpoint), the Service in front of them, the
+ * models PVC the controller creates when spec.storage names no volume,
+ * and the clean-up pod that deletes a deleted job's checkpoints.
+ *
+ * Layout of the models volume (mounted at /models): on the job's own PVC
+ * trial i writes /models/t<i>/; on a volume named by spec.storage.volume,
+ * which other jobs may share, it writes /models/<namespace>/<job>/t<i>/,
+ * so a clean-up can delete one job's directory and nothing else.
  *
  * Every manifest carries an ownerReference to the job (controller: true,
  * blockOwnerDeletion: true) so the garbage collector removes it with the
@@ -28,7 +34,9 @@
 #define TJ_ANN_PARAMS     "kiln.dev/params"  /* the trial's parameters as JSON */
 #define TJ_ANN_ATTEMPT    "kiln.dev/attempt" /* 1 for the first run, 2 for the first retry, ... */
 #define TJ_ANN_REASON     "kiln.dev/reason"  /* why the strategy chose these parameters */
-#define TJ_ANN_CHECKPOINT "kiln.dev/checkpoint" /* the model a serving pod serves */
+#define TJ_ANN_CHECKPOINT "kiln.dev/checkpoint"  /* the model a serving pod serves */
+#define TJ_LABEL_CLEANUP  "kiln.dev/cleanup"     /* on the clean-up pod: the job's name */
+#define TJ_FINALIZER      "kiln.dev/checkpoints" /* held until the job's checkpoints are gone */
 
 #define TJ_TRAINER_BIN "/usr/local/bin/kiln-trainer"
 #define TJ_MODELS_DIR  "/models"
@@ -66,5 +74,19 @@ int tj_pod_models_pvc(const tj_spec *s, cJSON **out, kiln_error *err);
 
 /* 1 when the job's models live on the controller's PVC. */
 int tj_pod_uses_models_pvc(const tj_spec *s);
+
+/* The in-pod directory the job's trials write under (no trailing slash):
+ * "/models" on the job's own PVC, "/models/<ns>/<job>" on a shared
+ * volume. KILN_EINVAL when it does not fit. */
+int tj_pod_models_dir(const tj_spec *s, char *buf, size_t n);
+
+/* "<job>-cleanup" into buf. KILN_EINVAL when it does not fit. */
+int tj_pod_cleanup_name(const tj_spec *s, char *buf, size_t n);
+
+/* The clean-up pod "<job>-cleanup": kiln-trainer clean on the job's
+ * directory of the storage volume (mounted whole at /models, with the
+ * trial pods' security context), owned by the job. attempt (>= 1) goes
+ * into the kiln.dev/attempt annotation. */
+int tj_pod_cleanup(const tj_spec *s, int attempt, cJSON **out, kiln_error *err);
 
 #endif

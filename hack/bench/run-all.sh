@@ -8,6 +8,9 @@ echo "== training (kiln-trainer vs PyTorch / scikit-learn)"
 echo
 echo "== tuning strategies (adaptive, ladder, random) on kubelite"
 /usr/bin/python3 "$here/strategy_bench.py" "$build"
+echo
+echo "== controller: 1,000 one-trial TrainingJobs on kubelite (writes per trial, RSS, apply-to-first-pod)"
+/usr/bin/python3 "$here/controller_bench.py" "$build" --jobs "${KILN_BENCH_JOBS:-1000}"
 for b in "$here"/*_bench.sh; do
   [ -e "$b" ] || continue
   echo

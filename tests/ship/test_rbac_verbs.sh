@@ -30,8 +30,33 @@ spec:
   notify:
     email: {smtpUrl: "smtp://127.0.0.1:9", from: "kiln@example.com", to: ["ml@example.com"], secretRef: {name: smtp}}
 YAML
+# A second job keeps its checkpoints on a claim it shares, so it holds the
+# finalizer (a patch) and its deletion runs the clean-up pod.
+cat >> "$TEST_TMP/tj.yaml" <<YAML
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: shared}
+spec:
+  accessModes: [ReadWriteMany]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: kiln.dev/v1alpha1
+kind: TrainingJob
+metadata: {name: rbac-shared}
+spec:
+  data: {uri: "file://$FMNIST", maxSamples: 1000}
+  model: {family: logistic}
+  training: {epochs: 1, threads: 1}
+  objective: {metric: accuracy, goal: 0.5}
+  tuning: {maxTrials: 1}
+  serving: {enabled: false}
+  storage: {volume: {persistentVolumeClaim: {claimName: shared}}}
+YAML
 kubectl apply -f "$TEST_TMP/tj.yaml" >/dev/null
 kubectl wait --for=condition=Serving tj/rbac --timeout=120s >/dev/null || fail "the job was not served"
+kubectl wait --for=condition=GoalReached tj/rbac-shared --timeout=120s >/dev/null || fail "rbac-shared did not finish"
+kubectl delete tj rbac-shared --timeout=60s >/dev/null || fail "rbac-shared was not deleted (finalizer held?)"
 for _ in $(seq 100); do
   grep -q '"resource":"secrets".*kiln-controller' "$env_dir/kubelite/requests.log" && break
   sleep 0.1

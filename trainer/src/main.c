@@ -1,6 +1,7 @@
 /* kiln-trainer: command-line entry point. Parses the arguments of train,
- * predict and inspect, and hands serve to the model server. Exit codes:
+ * predict, inspect and clean, and hands serve to the model server. Exit codes:
  * 0 success, 2 bad input or bad config, 1 any other failure. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -40,6 +41,8 @@ static void usage(FILE *f)
             "  serve    --model PATH --name NAME [--port 8080] [--address A]\n"
             "  predict  --model PATH --input FILE [--probabilities]   (CSV or IDX input)\n"
             "  inspect  PATH                                          (checkpoint as JSON)\n"
+            "  clean    --models DIR --job NAMESPACE/NAME [--report PATH]\n"
+            "           deletes the job's trial directories DIR/NAMESPACE/NAME/t<N>\n"
             "  version\n");
 }
 
@@ -260,6 +263,196 @@ static int cmd_predict(int argc, char **argv)
     return train_exit_code(rc);
 }
 
+/* ------------------------------------------------------------ clean */
+
+/* A namespace or job name as Kubernetes allows them (DNS-1123 subdomain):
+ * never empty, ".", "..", or anything with a slash, so the path built from
+ * it cannot leave the models directory. */
+static int k8s_name_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > 253 || s[0] == '.' || s[0] == '-' || s[len - 1] == '.' ||
+        s[len - 1] == '-')
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+/* "t" followed by digits only: the name of a trial directory. */
+static int trial_dir_name(const char *s)
+{
+    if (s[0] != 't' || !s[1])
+        return 0;
+    for (const char *p = s + 1; *p; p++)
+        if (*p < '0' || *p > '9')
+            return 0;
+    return 1;
+}
+
+/* Removes parent/name and everything below it without following symbolic
+ * links (a link is removed, never its target) and without crossing into
+ * another file system. */
+static int rm_tree(int parent, const char *name, dev_t dev, int depth, long *files)
+{
+    if (depth > 32) {
+        errno = ELOOP;
+        return -1;
+    }
+    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_dev != dev) {
+        close(fd);
+        errno = EXDEV;
+        return -1;
+    }
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while (!rc && (e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        struct stat es;
+        if (fstatat(fd, e->d_name, &es, AT_SYMLINK_NOFOLLOW) != 0) {
+            rc = errno == ENOENT ? 0 : -1;
+            continue;
+        }
+        if (S_ISDIR(es.st_mode)) {
+            rc = rm_tree(fd, e->d_name, dev, depth + 1, files);
+        } else if (unlinkat(fd, e->d_name, 0) == 0) {
+            (*files)++;
+        } else if (errno != ENOENT) {
+            rc = -1;
+        }
+    }
+    closedir(d);
+    if (!rc && unlinkat(parent, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+        rc = -1;
+    return rc;
+}
+
+/* clean: the clean-up step of a deleted TrainingJob. Only the trial
+ * directories t<N> directly under MODELS/NAMESPACE/NAME go (other jobs
+ * sharing the volume keep their own directories), then the job's
+ * directory and its namespace directory if they are left empty. A job
+ * directory that does not exist is success: there is nothing to delete. */
+static int cmd_clean(int argc, char **argv)
+{
+    const char *models = NULL, *job = NULL, *report_path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc)
+            return fail_usage("clean: %s needs a value", argv[i]);
+        if (!strcmp(argv[i], "--models"))
+            models = argv[++i];
+        else if (!strcmp(argv[i], "--job"))
+            job = argv[++i];
+        else if (!strcmp(argv[i], "--report"))
+            report_path = argv[++i];
+        else
+            return fail_usage("clean: unexpected argument '%s'", argv[i]);
+    }
+    if (!models || !job)
+        return fail_usage("clean: --models DIR and --job NAMESPACE/NAME are required%s", "");
+    const char *slash = strchr(job, '/');
+    if (!slash || !k8s_name_ok(job, (size_t)(slash - job)) ||
+        !k8s_name_ok(slash + 1, strlen(slash + 1)))
+        return fail_usage("clean: --job '%s' is not NAMESPACE/NAME", job);
+    if (!report_path && access(DEFAULT_REPORT, W_OK) == 0)
+        report_path = DEFAULT_REPORT;
+    char ns[254], name[254];
+    snprintf(ns, sizeof ns, "%.*s", (int)(slash - job), job);
+    snprintf(name, sizeof name, "%s", slash + 1);
+
+    long files = 0, dirs = 0, kept = 0;
+    const char *what = NULL;
+    int root = -1, nsfd = -1, jobfd = -1, rc = 0, eno = 0;
+    struct stat st;
+    root = open(models, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0) {
+        what = models;
+        rc = -1;
+    }
+    /* Neither component may be a symbolic link out of the volume. */
+    if (!rc && (nsfd = openat(root, ns, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+        what = ns;
+        rc = errno == ENOENT ? 1 : -1;
+    }
+    if (!rc && (jobfd = openat(nsfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+        what = name;
+        rc = errno == ENOENT ? 1 : -1;
+    }
+    if (!rc && fstat(jobfd, &st) != 0) {
+        what = name;
+        rc = -1;
+    }
+    DIR *d = !rc ? fdopendir(dup(jobfd)) : NULL;
+    if (!rc && !d) {
+        what = name;
+        rc = -1;
+    }
+    struct dirent *e;
+    while (d && !rc && (e = readdir(d)) != NULL) {
+        struct stat es;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (!trial_dir_name(e->d_name) || fstatat(jobfd, e->d_name, &es, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISDIR(es.st_mode)) {
+            kept++;
+            continue;
+        }
+        if (rm_tree(jobfd, e->d_name, st.st_dev, 0, &files) != 0) {
+            what = e->d_name;
+            rc = -1;
+        } else {
+            dirs++;
+        }
+    }
+    eno = errno;
+    if (d)
+        closedir(d);
+    char err[2048] = "";
+    if (rc < 0)
+        snprintf(err, sizeof err, "%.256s/%s/%s: %.256s: %.200s", models, ns, name,
+                 what ? what : "?", strerror(eno));
+    if (!rc && kept == 0) {
+        /* Left empty: the job's directory goes too (a failure here only
+         * leaves an empty directory behind). */
+        if (unlinkat(nsfd, name, AT_REMOVEDIR) != 0)
+            kept += errno != ENOENT;
+        (void)unlinkat(root, ns, AT_REMOVEDIR);
+    }
+    if (jobfd >= 0)
+        close(jobfd);
+    if (nsfd >= 0)
+        close(nsfd);
+    if (root >= 0)
+        close(root);
+    cJSON *report = cJSON_CreateObject();
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%s/%s/%s", models, ns, name);
+    cJSON_AddStringToObject(report, "dir", dir);
+    cJSON_AddNumberToObject(report, "removedDirs", (double)dirs);
+    cJSON_AddNumberToObject(report, "removedFiles", (double)files);
+    cJSON_AddNumberToObject(report, "kept", (double)kept);
+    if (rc < 0)
+        cJSON_AddStringToObject(report, "error", err);
+    write_report(report_path, report);
+    cJSON_Delete(report);
+    if (rc < 0) {
+        klog(KLOG_ERROR, err, KEND);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -283,6 +476,8 @@ int main(int argc, char **argv)
         return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "predict"))
         return cmd_predict(argc - 1, argv + 1);
+    if (!strcmp(cmd, "clean"))
+        return cmd_clean(argc - 1, argv + 1);
 #if KILN_HAVE_SERVE
     if (!strcmp(cmd, "serve"))
         return serve_main(argc - 1, argv + 1);

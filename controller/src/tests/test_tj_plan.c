@@ -490,6 +490,9 @@ static void test_goal_met_stop(void)
     KT_CHECK(!deleted(p, "demo-t0", NULL)); /* its record is not stored yet */
     KT_CHECK(has_event(p, "GoalReached"));
     KT_STR_CONTAINS(event_message(p, "GoalReached"), "0.93");
+    KT_STR_CONTAINS(event_message(p, "GoalReached"), "demo-t0");
+    /* The goal's Event names the new best trial; no second Event for it. */
+    KT_CHECK(!has_event(p, "NewBestTrial"));
     apply(&w);
     KT_CHECK(!strcmp(st_str(&w, "phase"), "Succeeded"));
     KT_CHECK(!strcmp(cond_status(&w, "GoalReached"), "True"));
@@ -892,11 +895,12 @@ static void test_pending_pod_stalls(void)
 
 static void test_warm_start_args(void)
 {
-    /* Adaptive on an under-fitting MLP warm-starts more epochs from t0. */
+    /* Adaptive on an MLP just short of its goal (0.89 for 0.9) warm-starts
+     * more epochs from t0. */
     world w;
     world_init(&w, SPEC(",\"tuning\":{\"maxTrials\":3,\"strategy\":\"adaptive\"}"));
     step(&w);
-    succeed_and_step(&w, 0, 0.8);
+    succeed_and_step(&w, 0, 0.89);
     cJSON *t1 = find_pod(&w, "demo-t1");
     KT_CHECK(t1 != NULL);
     if (t1 && strstr(annotation(t1, "kiln.dev/params"), "warmStartFrom")) {
@@ -1053,6 +1057,52 @@ static void test_hostile_status(void)
     world_free(&w);
 }
 
+/* Trials in flight are not failures: the parallel trials planned next to
+ * them are not explained as reactions to a failed trial, and only a trial
+ * that did fail is reported (and counted) as failed. */
+static void test_parallel_running_not_failed(void)
+{
+    world w;
+    world_init(&w, SPEC(",\"tuning\":{\"maxTrials\":6,\"parallelism\":3}"));
+    step(&w);
+    KT_EQ_INT(w.plan.n_creates, 3);
+    int created = 0;
+    for (int i = 0; i < w.plan.n_events; i++) {
+        created += !strcmp(w.plan.events[i].reason, "TrialCreated");
+        KT_CHECK(strstr(w.plan.events[i].message, "failed") == NULL);
+    }
+    KT_EQ_INT(created, 3);
+    pod_run(find_pod(&w, "demo-t0"));
+    pod_run(find_pod(&w, "demo-t1"));
+    advance(&w, 5);
+    pod_fail(&w, find_pod(&w, "demo-t2"), 2, "boom");
+    step(&w);
+    int failed = 0;
+    for (int i = 0; i < w.plan.n_events; i++) {
+        const tj_event *e = &w.plan.events[i];
+        if (!strcmp(e->reason, "TrialFailed")) {
+            failed++;
+            KT_STR_CONTAINS(e->message, "demo-t2");
+        }
+        KT_CHECK(!strstr(e->message, "demo-t0") && !strstr(e->message, "demo-t1"));
+    }
+    KT_EQ_INT(failed, 1);
+    /* The next trial reacts to the one that failed, and says so. */
+    KT_STR_CONTAINS(event_message(&w.plan, "TrialCreated"), "failed trial");
+    KT_EQ_INT(tj_json_int(status(&w), "failedTrials", -1), 1);
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tj_json_path(status(&w), "trials"))
+    {
+        int idx = (int)tj_json_int(t, "index", -1);
+        const char *ph = tj_json_str(t, "phase", "");
+        if (idx == 0 || idx == 1)
+            KT_CHECK(!strcmp(ph, "Running"));
+        else if (idx == 2)
+            KT_CHECK(!strcmp(ph, "Failed"));
+    }
+    world_free(&w);
+}
+
 int main(void)
 {
     KT_RUN(test_first_reconcile_creates_t0);
@@ -1078,5 +1128,6 @@ int main(void)
     KT_RUN(test_lost_write_of_new_search);
     KT_RUN(test_namespace_from_env);
     KT_RUN(test_hostile_status);
+    KT_RUN(test_parallel_running_not_failed);
     return KT_DONE();
 }
