@@ -13,7 +13,7 @@
 #
 # Environment: KILN_BENCH_MODEL=PATH serves that checkpoint instead of
 # training one; DURATION (default 10s), CONNECTIONS (default 16),
-# SERVE_THREADS (default 1).
+# SERVE_THREADS (default 1), ROUNDS (default 3; the median round is shown).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-$here/../../build}" && pwd)
@@ -23,6 +23,7 @@ data=/usr/share/datasets/fashion-mnist
 duration=${DURATION:-10s}
 conns=${CONNECTIONS:-16}
 threads=${SERVE_THREADS:-1}
+rounds=${ROUNDS:-3}
 [ -x "$trainer" ] || { echo "serve_bench: $trainer not built" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "serve_bench: wrk is not installed" >&2; exit 1; }
 
@@ -92,6 +93,15 @@ run_wrk() { # url pid -> prints "rps p50 p99 non2xx cpu_us_per_request"
   echo "$rps $p50 $p99 ${errs:-0} $us"
 }
 
+# The round with the median requests/s out of $rounds, for each server: one
+# 10-second run on a two-core virtual machine varies by several percent.
+median_wrk() { # url pid
+  local r
+  for ((r = 0; r < rounds; r++)); do
+    run_wrk "$1" "$2"
+  done | sort -g -k1,1 | sed -n "$(((rounds + 1) / 2))p"
+}
+
 # ---- Kiln
 model=${KILN_BENCH_MODEL:-}
 if [ -z "$model" ]; then
@@ -109,7 +119,7 @@ wait_up "$url/readyz"
 head -n1 "$work/bodies.txt" >"$work/one.json"
 echo "sample answer: $(curl -sf -H 'Content-Type: application/json' --data-binary "@$work/one.json" \
   "$url/v1/models/fmnist:predict")"
-read -r k_rps k_p50 k_p99 k_err k_cpu < <(run_wrk "$url/v1/models/fmnist:predict" "${pids[0]}")
+read -r k_rps k_p50 k_p99 k_err k_cpu < <(median_wrk "$url/v1/models/fmnist:predict" "${pids[0]}")
 echo "kiln-trainer serve:   ${k_rps} req/s  p50 ${k_p50}  p99 ${k_p99}  non-2xx ${k_err}  server CPU ${k_cpu} us/request"
 kill "${pids[0]}"
 wait "${pids[0]}" || true
@@ -123,7 +133,7 @@ port=$(free_port)
 pids+=($!)
 url=http://127.0.0.1:$port
 wait_up "$url/healthz"
-read -r f_rps f_p50 f_p99 f_err f_cpu < <(run_wrk "$url/v1/models/fmnist:predict" "${pids[0]}")
+read -r f_rps f_p50 f_p99 f_err f_cpu < <(median_wrk "$url/v1/models/fmnist:predict" "${pids[0]}")
 echo "flask + scikit-learn: ${f_rps} req/s  p50 ${f_p50}  p99 ${f_p99}  non-2xx ${f_err}  server CPU ${f_cpu} us/request"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (on $(nproc) cores; other load lowers both figures)"
 

@@ -3,6 +3,9 @@
 #include "preproc.h"
 
 #include <float.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -569,14 +572,35 @@ int preproc_apply(const preproc *pp, const float *raw, int n, float *out, kiln_e
 {
     size_t ni = (size_t)pp->n_inputs;
     if (pp->image) {
-        for (int r = 0; r < n; r++)
-            for (size_t j = 0; j < ni; j++) {
-                float p = raw[(size_t)r * ni + j];
-                if (!isfinite(p))
-                    return kiln_fail(err, KILN_EINVAL,
-                                     "instance %d: pixel%zu is not a finite number", r, j);
-                out[(size_t)r * ni + j] = preproc_affine(p, pp->a, pp->b);
-            }
+        /* Scale first and look for a non-finite pixel after: a loop without
+         * an early exit vectorises, and this runs on every served request. */
+        size_t total = (size_t)n * ni, k = 0;
+        int finite = 1;
+#if defined(__AVX2__)
+        /* The same multiply then add as preproc_affine, eight at a time;
+         * a pixel is not finite when its exponent bits are all ones. */
+        const __m256 va = _mm256_set1_ps(pp->a), vb = _mm256_set1_ps(pp->b);
+        const __m256i expo = _mm256_set1_epi32(0x7f800000);
+        __m256i inf = _mm256_setzero_si256();
+        for (; k + 8 <= total; k += 8) {
+            __m256 v = _mm256_loadu_ps(raw + k);
+            __m256i e = _mm256_and_si256(_mm256_castps_si256(v), expo);
+            inf = _mm256_or_si256(inf, _mm256_cmpeq_epi32(e, expo));
+            _mm256_storeu_ps(out + k, _mm256_add_ps(_mm256_mul_ps(v, va), vb));
+        }
+        finite = _mm256_testz_si256(inf, inf);
+#endif
+        for (; k < total; k++) {
+            float p = raw[k];
+            finite &= fabsf(p) <= FLT_MAX;
+            out[k] = preproc_affine(p, pp->a, pp->b);
+        }
+        if (finite)
+            return 0;
+        for (size_t k = 0; k < total; k++)
+            if (!isfinite(raw[k]))
+                return kiln_fail(err, KILN_EINVAL, "instance %zu: pixel%zu is not a finite number",
+                                 k / ni, k % ni);
         return 0;
     }
     float *num = malloc(ni * sizeof *num);
