@@ -2,9 +2,9 @@
  *
  * The loop is written to be read top to bottom, like llm.c's: load data,
  * build the model, then for each epoch shuffle, run the batches, evaluate,
- * print a progress line and write an epoch checkpoint that holds everything
- * a resumed run needs to continue bit for bit (parameters, optimizer state,
- * step, RNG state, early-stopping state). */
+ * write an epoch checkpoint that holds everything a resumed run needs to
+ * continue bit for bit (parameters, optimizer state, step, RNG state,
+ * early-stopping state), and print a progress line. */
 #include "train.h"
 
 #include <dirent.h>
@@ -537,12 +537,6 @@ static int fit_nn(const train_config *cfg, const train_opts *o, const char *fami
         cJSON_AddItemToObject(line, "valAccuracy", num6(vm.accuracy));
         cJSON_AddItemToObject(line, "valLoss", num6(vm.loss));
         cJSON_AddItemToObject(line, "seconds", num6(seconds));
-        char *text = cJSON_PrintUnformatted(line);
-        if (text && o->progress) {
-            fprintf(o->progress, "%s\n", text);
-            fflush(o->progress);
-        }
-        free(text);
         cJSON_AddItemToArray(st.history, line);
 
         if (vm.accuracy > st.best) {
@@ -558,6 +552,14 @@ static int fit_nn(const train_config *cfg, const train_opts *o, const char *fami
         }
         if (dir && (rc = save_epoch(dir, base, &st, err)) != 0)
             goto done;
+        /* The progress line comes after the epoch checkpoint, so an epoch
+         * announced is an epoch a killed run resumes after. */
+        char *text = cJSON_PrintUnformatted(line);
+        if (text && o->progress) {
+            fprintf(o->progress, "%s\n", text);
+            fflush(o->progress);
+        }
+        free(text);
         if (dir && kill_at_epoch == st.epoch) {
             /* Fault injection for the resume tests: die as a killed pod would. */
             fflush(NULL);
