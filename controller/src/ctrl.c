@@ -371,6 +371,32 @@ static int post_event(const ctrl *c, const tj_event *ev)
     return 1;
 }
 
+/* 1 when the plan only launches trials of a search already under way, or
+ * the first trials of a job with none yet. Such a status write records
+ * nothing a restarted controller cannot read back from the pods it
+ * creates (each names its trial and carries its params), so it is left to
+ * the reconcile those pods' own events bring, which records their
+ * progress as well: one write fewer per trial, and the pods start a round
+ * trip sooner. */
+static int launch_only(const cJSON *job, const tj_plan_out *p)
+{
+    if (!p->status || p->n_creates == 0 || p->n_deletes || p->finalizer != TJ_FINALIZER_KEEP)
+        return 0;
+    for (int i = 0; i < p->n_events; i++) {
+        const char *r = p->events[i].reason;
+        if (!strcmp(r, "TrialCreated"))
+            continue;
+        /* A new search's first write marks where it starts; only a job
+         * with no trial yet has nothing to mark it against. */
+        if (!strcmp(r, "SearchStarted") &&
+            cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(
+                cJSON_GetObjectItemCaseSensitive(job, "status"), "trials")) == 0)
+            continue;
+        return 0;
+    }
+    return 1;
+}
+
 static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, tj_serve_out *sv)
 {
     const char *ns = kube_obj_namespace(job);
@@ -409,6 +435,10 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
         claim_remember(c, key, job);
     /* On a failed status write nothing else happens: the next reconcile
      * recomputes the plan from fresh state. */
+    if (!rc && p->status && launch_only(job, p)) {
+        cJSON_Delete(p->status); /* nothing written: the job's version stays current */
+        p->status = NULL;
+    }
     if (!rc && p->status)
         rc = write_status(c, key, job, p->status);
     for (int i = 0; i < p->n_deletes && !rc; i++)

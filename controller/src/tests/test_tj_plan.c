@@ -444,6 +444,49 @@ static void test_success_records_and_plans_next(void)
     world_free(&w);
 }
 
+/* The pods are the record of launched trials: a plan whose status write
+ * is left out (the controller defers the write of a plan that only
+ * launches trials) loses nothing, and launches nothing twice. */
+static void test_pods_created_before_their_records(void)
+{
+    world w;
+    world_init(&w, SPEC(",\"tuning\":{\"maxTrials\":5,\"parallelism\":2,\"strategy\":\"random\"}"));
+    KT_EQ_INT(reconcile(&w), 0);
+    KT_EQ_INT(w.plan.n_creates, 2);
+    cJSON_Delete(w.plan.status); /* the status write is deferred */
+    w.plan.status = NULL;
+    apply(&w);
+    KT_CHECK(tj_json_path(w.job, "status") == NULL);
+    KT_EQ_INT(w.n, 2);
+    pod_run(find_pod(&w, "demo-t0"));
+    /* The next reconcile adopts both pods, creates nothing more and
+     * records them. */
+    KT_EQ_INT(reconcile(&w), 0);
+    KT_EQ_INT(w.plan.n_creates, 0);
+    KT_EQ_INT(w.plan.n_deletes, 0);
+    KT_CHECK(w.plan.status != NULL);
+    apply(&w);
+    KT_EQ_INT(tj_json_int(status(&w), "trialCount", 0), 2);
+    KT_CHECK(!strcmp(tj_json_str(record(&w, 0), "phase", ""), "Running"));
+    KT_CHECK(!strcmp(tj_json_str(record(&w, 1), "phase", ""), "Pending"));
+    /* Each record has the params its pod was launched with. */
+    for (int i = 0; i < 2; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "demo-t%d", i);
+        cJSON *want = cJSON_Parse(annotation(find_pod(&w, name), "kiln.dev/params"));
+        KT_CHECK(want && cJSON_Compare(want, tj_json_path(record(&w, i), "params"), 1));
+        cJSON_Delete(want);
+    }
+    /* Its result is recorded as usual. */
+    advance(&w, 10);
+    pod_succeed(&w, find_pod(&w, "demo-t0"), 0.6);
+    step(&w);
+    KT_CHECK(!strcmp(tj_json_str(record(&w, 0), "phase", ""), "Succeeded"));
+    KT_NEAR(tj_json_num(record(&w, 0), "metrics.accuracy", 0), 0.6, 1e-9);
+    KT_CHECK(find_pod(&w, "demo-t2") != NULL);
+    world_free(&w);
+}
+
 static void test_parallelism(void)
 {
     world w;
@@ -1109,6 +1152,7 @@ int main(void)
     KT_RUN(test_idempotent);
     KT_RUN(test_success_records_and_plans_next);
     KT_RUN(test_parallelism);
+    KT_RUN(test_pods_created_before_their_records);
     KT_RUN(test_goal_met_stop);
     KT_RUN(test_goal_met_finish);
     KT_RUN(test_budget_spent);
