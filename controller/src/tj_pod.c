@@ -298,6 +298,23 @@ static int trial_args(const tj_spec *s, const tj_trial_pod *t, cJSON *args, kiln
     return ok ? 0 : kiln_fail(err, KILN_ENOMEM, "out of memory building trial args");
 }
 
+/* The pod's one container, NAME, running kiln-trainer from the job's
+ * image; *args is its (attached) argument list for the caller to fill. */
+static cJSON *trainer_container(const tj_spec *s, cJSON *spec, const char *name, cJSON **args,
+                                int *ok)
+{
+    cJSON *containers = cJSON_CreateArray();
+    cJSON *c = cJSON_CreateObject();
+    *ok &= tj_json_push(containers, c) & tj_json_add(spec, "containers", containers);
+    *ok &= tj_json_add_str(c, "name", name);
+    *ok &= tj_json_add_str(c, "image", s->image);
+    cJSON *cmd = cJSON_CreateArray();
+    *ok &= push_str(cmd, TJ_TRAINER_BIN) & tj_json_add(c, "command", cmd);
+    *args = cJSON_CreateArray();
+    *ok &= tj_json_add(c, "args", *args);
+    return c;
+}
+
 int tj_pod_trial(const tj_spec *s, const tj_trial_pod *t, cJSON **out, kiln_error *err)
 {
     char name[300], idx[16], attempt[16];
@@ -326,15 +343,8 @@ int tj_pod_trial(const tj_spec *s, const tj_trial_pod *t, cJSON **out, kiln_erro
     /* Trainers read results from pod status only: no API credentials. */
     ok &= tj_json_add_bool(spec, "automountServiceAccountToken", 0);
     ok &= add_pod_security(spec);
-    cJSON *containers = cJSON_CreateArray();
-    cJSON *c = cJSON_CreateObject();
-    ok &= tj_json_push(containers, c) & tj_json_add(spec, "containers", containers);
-    ok &= tj_json_add_str(c, "name", "trainer");
-    ok &= tj_json_add_str(c, "image", s->image);
-    cJSON *cmd = cJSON_CreateArray();
-    ok &= push_str(cmd, TJ_TRAINER_BIN) & tj_json_add(c, "command", cmd);
-    cJSON *args = cJSON_CreateArray();
-    ok &= tj_json_add(c, "args", args);
+    cJSON *args = NULL;
+    cJSON *c = trainer_container(s, spec, "trainer", &args, &ok);
     if (ok) {
         int rc = trial_args(s, t, args, err);
         if (rc) {
@@ -394,14 +404,8 @@ int tj_pod_serving(const tj_spec *s, const char *checkpoint, cJSON **out, kiln_e
     ok &= tj_json_add_str(spec, "restartPolicy", "Always");
     ok &= tj_json_add_bool(spec, "automountServiceAccountToken", 0);
     ok &= add_pod_security(spec);
-    cJSON *containers = cJSON_CreateArray();
-    cJSON *c = cJSON_CreateObject();
-    ok &= tj_json_push(containers, c) & tj_json_add(spec, "containers", containers);
-    ok &= tj_json_add_str(c, "name", "server");
-    ok &= tj_json_add_str(c, "image", s->image);
-    cJSON *cmd = cJSON_CreateArray();
-    ok &= push_str(cmd, TJ_TRAINER_BIN) & tj_json_add(c, "command", cmd);
-    cJSON *args = cJSON_CreateArray();
+    cJSON *args = NULL;
+    cJSON *c = trainer_container(s, spec, "server", &args, &ok);
     ok &= push_str(args, "serve") & push_str(args, "--model") & push_str(args, checkpoint);
     ok &= push_str(args, "--name") & push_str(args, s->name);
     ok &= push_str(args, "--port") & push_str(args, port);
@@ -409,7 +413,6 @@ int tj_pod_serving(const tj_spec *s, const char *checkpoint, cJSON **out, kiln_e
     /* On deletion keep answering for a moment while the Service drops the
      * pod, so a rolling replacement loses no request. */
     ok &= push_str(args, "--drain") & push_str(args, "3");
-    ok &= tj_json_add(c, "args", args);
     cJSON *env = cJSON_CreateArray();
     cJSON *ip = cJSON_CreateObject();
     ok &= tj_json_add_str(ip, "name", "POD_IP");
@@ -516,18 +519,11 @@ int tj_pod_cleanup(const tj_spec *s, int attempt, cJSON **out, kiln_error *err)
     ok &= tj_json_add_num(spec, "activeDeadlineSeconds", 600);
     ok &= tj_json_add_bool(spec, "automountServiceAccountToken", 0);
     ok &= add_pod_security(spec);
-    cJSON *containers = cJSON_CreateArray();
-    cJSON *c = cJSON_CreateObject();
-    ok &= tj_json_push(containers, c) & tj_json_add(spec, "containers", containers);
-    ok &= tj_json_add_str(c, "name", "cleanup");
-    ok &= tj_json_add_str(c, "image", s->image);
-    cJSON *cmd = cJSON_CreateArray();
-    ok &= push_str(cmd, TJ_TRAINER_BIN) & tj_json_add(c, "command", cmd);
-    cJSON *args = cJSON_CreateArray();
+    cJSON *args = NULL;
+    cJSON *c = trainer_container(s, spec, "cleanup", &args, &ok);
     ok &= push_str(args, "clean") & push_str(args, "--models") & push_str(args, TJ_MODELS_DIR);
     ok &= push_str(args, "--job") & push_str(args, job);
     ok &= push_str(args, "--report") & push_str(args, "/dev/termination-log");
-    ok &= tj_json_add(c, "args", args);
     /* Deleting files needs little; the trial's resources may be large. */
     cJSON *req = tj_json_obj(tj_json_obj(c, "resources"), "requests");
     ok &= tj_json_add_str(req, "cpu", "10m") & tj_json_add_str(req, "memory", "32Mi");
