@@ -101,7 +101,7 @@ pass "(b) serving pod deleted: replaced in $(echo "$b1 - $b0" | bc) s"
 restarts=$(kubectl get tj heal -o jsonpath='{.status.serving.restarts}')
 
 # (c) corrupt the served checkpoint and force a reload
-ckpt=$(find "$env_dir/kubelite" -path '*t0/model.kiln' | head -n 1)
+ckpt=$(find "$env_dir/kubelite" -path '*t0/model.kiln' -print -quit)
 [ -f "$ckpt" ] || fail "checkpoint not found on the volume"
 "$PY" -c "
 import sys

@@ -441,6 +441,12 @@ static int on_writeable(worker *w, conn *c, struct lws *wsi)
         /* no memory even for an empty body: give up on this connection */
         c->close_after = 1;
     }
+    /* Once SIGTERM came (the drain before the stop included), every answer
+     * ends its connection: a client's next request opens a new one, which
+     * the Service sends to a pod that is staying, instead of reusing one
+     * this server will close when the drain ends. */
+    if (atomic_load_explicit(&w->app->stopping, memory_order_relaxed))
+        c->close_after = 1;
     char hdr[HDR_MAX];
     int hl = b->mem ? status_head(hdr, c->rs.status, c->rs.ctype, b->len, c->close_after) : -1;
     if (hl < 0)

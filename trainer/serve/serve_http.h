@@ -19,6 +19,10 @@
  * are the backstop and bound later requests on a keep-alive connection.
  * A body over cfg.max_body is read and dropped, then answered 413.
  *
+ * From SIGTERM on (app->stopping, the drain included) every answer carries
+ * Connection: close, so keep-alive clients reconnect rather than reuse a
+ * connection the stop will close.
+ *
  * serve_http_stop (any thread) makes every service thread close its listen
  * socket, close idle keep-alive connections, finish the requests in flight
  * (answering with Connection: close) and return; serve_http_join waits.

@@ -840,6 +840,37 @@ static void test_clean_stop(void)
     KT_EQ_INT(stop_server(&g_srv, SIGTERM), 0);
 }
 
+/* During the drain after SIGTERM the server still answers, reports not
+ * ready, and ends every connection after its answer, so a keep-alive
+ * client reconnects (through the Service, to a pod that stays) instead of
+ * reusing a connection the stop would cut. */
+static void test_drain_closes_connections(void)
+{
+    server s;
+    KT_EQ_INT(start_server(&s, g_model_a, "--drain=1", NULL), 0);
+    CURL *h = curl_easy_init();
+    resp r = {0};
+    long conns = -1;
+    KT_EQ_INT(get(h, s.port, "/v1/models/" NAME, &r), 0);
+    KT_EQ_INT(r.status, 200);
+    KT_EQ_INT(get(h, s.port, "/v1/models/" NAME, &r), 0);
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &conns);
+    KT_EQ_INT(conns, 0); /* kept alive before the signal */
+    kill(s.pid, SIGTERM);
+    sleep_ms(200);
+    KT_EQ_INT(get(h, s.port, "/readyz", &r), 0);
+    KT_EQ_INT(r.status, 503);
+    KT_EQ_INT(get(h, s.port, "/v1/models/" NAME, &r), 0);
+    KT_EQ_INT(r.status, 200);
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &conns);
+    KT_EQ_INT(conns, 1); /* the answer before ended its connection */
+    int st;
+    KT_EQ_INT(waitpid(s.pid, &st, 0), s.pid);
+    KT_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    free(r.body);
+    curl_easy_cleanup(h);
+}
+
 /* ---- SIGTERM with a request in flight */
 
 typedef struct upload {
@@ -925,6 +956,7 @@ int main(void)
     KT_RUN(test_clean_stop);
     KT_RUN(test_wait_for_model);
     KT_RUN(test_sigterm_in_flight);
+    KT_RUN(test_drain_closes_connections);
     teardown();
     curl_global_cleanup();
     return KT_DONE();
