@@ -11,7 +11,7 @@ want=(
   libcurl4-openssl-dev libcjson-dev libyaml-dev libwebsockets-dev libssl-dev
   zlib1g-dev libopenblas-dev bubblewrap openssl curl ca-certificates
   kubectl python3 python3-kubernetes python3-yaml wrk dataset-fashion-mnist
-  unzip
+  unzip iproute2 procps
 )
 if [ "${1:-}" = "--bench" ]; then
   want+=(python3-torch python3-sklearn python3-flask python3-numpy)

@@ -20,6 +20,7 @@
 
 #include <libwebsockets.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -451,6 +452,19 @@ static int ws_send(struct lws *wsi, const char *data, size_t n)
     return 0;
 }
 
+/* True once the client of a streamed HTTP reply (watch, log follow) has
+ * closed its end. libwebsockets reads nothing from an HTTP/1.1 connection
+ * while its reply is unfinished, so a client that gave up leaves bytes (a
+ * TLS close_notify) and an end of stream that nobody reads: its socket
+ * stays readable and would keep the event loop spinning until the stream
+ * ends. No client sends anything while it waits for such a reply; the
+ * kicks every 100 ms look. */
+static int peer_closed(struct lws *wsi)
+{
+    struct pollfd pf = {lws_get_socket_fd(wsi), POLLRDHUP, 0};
+    return pf.fd >= 0 && poll(&pf, 1, 0) > 0 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 static int writeable(kl_server *s, struct lws *wsi, pss *p)
 {
     if (p->state == ST_IDLE || p->state == ST_BODY)
@@ -465,6 +479,8 @@ static int writeable(kl_server *s, struct lws *wsi, pss *p)
         }
         p->need = 0;
     }
+    if ((p->state == ST_WATCH || p->state == ST_LOG) && !p->ws && peer_closed(wsi))
+        return -1;
     if (p->hdr_pending && !p->ws) {
         p->hdr_pending = 0;
         kl_api_flush_log(s->api);

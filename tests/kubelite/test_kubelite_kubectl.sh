@@ -136,6 +136,13 @@ eventually 5 "second watch started" grep -q cfg "$KL_DIR/w2.out"
 fault '{"dropWatches":true}'
 eventually 5 "dropWatches ends open watches" bash -c "! kill -0 $wp 2>/dev/null"
 wait $wp 2>/dev/null
+# a client that gives up on a watch (its close_notify and FIN unread while
+# the stream is open): the server closes its end too, instead of leaving a
+# readable socket in CLOSE-WAIT that keeps its event loop spinning
+port=${server##*:}
+curl -s -m 1 -k -H "Authorization: Bearer $token" "$server/api/v1/configmaps?watch=1" >/dev/null
+eventually 5 "an abandoned watch is closed by the server" \
+  bash -c "! ss -Htn state close-wait '( sport = :$port )' | grep -q ."
 
 # TLS without a token: You must be logged in
 server=$(kubectl config view -o jsonpath='{.clusters[0].cluster.server}')
