@@ -28,22 +28,31 @@ spec:
   serving: {enabled: false}
 YAML
 kubectl apply -f "$TEST_TMP/slow.yaml" >/dev/null
+# The trial's log is read into a file before grep sees it: under pipefail,
+# `kubectl logs | grep -q` fails whenever grep's early exit makes kubectl
+# die of SIGPIPE while it still writes.
+log_has() { kubectl logs slow-t0 >"$TEST_TMP/slow-t0.log" 2>/dev/null; grep -q "$1" "$TEST_TMP/slow-t0.log"; }
 # wait until epoch 1's checkpoint exists (the first progress line), then kill
 for _ in $(seq 600); do
-  kubectl logs slow-t0 2>/dev/null | grep -q '"epoch":1' && break
+  log_has '"epoch":1' && break
   sleep 0.1
 done
-kubectl logs slow-t0 2>/dev/null | grep -q '"epoch":1' || fail "trial never reached its first epoch"
+log_has '"epoch":1' || fail "trial never reached its first epoch"
 kubelite_fault '{"killPod":"default/slow-t0"}' || fail "killPod fault"
 kubectl wait --for=condition=GoalReached tj/slow --timeout=180s >/dev/null \
   || { kubectl get tj slow -o yaml >&2; fail "the killed trial did not finish"; }
 kubectl get tj slow -o json > "$TEST_TMP/slow.json"
 [ "$(json "$TEST_TMP/slow.json" 'len(j["status"]["trials"])')" = 1 ] || fail "the retried trial was counted twice"
 [ "$(json "$TEST_TMP/slow.json" 'j["status"]["trials"][0]["attempts"]')" -ge 2 ] || fail "no retry recorded"
-kubectl logs slow-t0 2>/dev/null | grep -q '"resuming"' || fail "the retry did not resume from its checkpoint"
-first=$(kubectl logs slow-t0 2>/dev/null | sed -n '/"resuming"/,$p' | grep '^{"epoch"' | head -n 1 \
-  | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["epoch"])')
-[ "$first" -ge 2 ] || { kubectl logs slow-t0 >&2; fail "the resumed run started over at epoch $first"; }
+log_has '"resuming"' || {
+  cat "$TEST_TMP/slow-t0.log" >&2; kubectl get tj slow -o yaml >&2; tail -n 40 "$env_dir/controller.log" >&2
+  fail "the retry did not resume from its checkpoint"; }
+first=$("$PY" -c '
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+after = lines[next(i for i, l in enumerate(lines) if "\"resuming\"" in l):]
+print(next(json.loads(l)["epoch"] for l in after if l.startswith("{\"epoch\"")))' "$TEST_TMP/slow-t0.log")
+[ "$first" -ge 2 ] || { cat "$TEST_TMP/slow-t0.log" >&2; fail "the resumed run started over at epoch $first"; }
 pass "a killed trainer pod resumed at epoch $first and counted once"
 
 # The controller killed mid-search.

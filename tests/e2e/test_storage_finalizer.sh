@@ -65,7 +65,7 @@ for j in gone keep own; do
 done
 # Only a job whose checkpoints need the clean-up pod holds the finalizer:
 # the own claim goes with its job, a retained volume is left alone.
-kubectl get tj gone -o jsonpath='{.metadata.finalizers}' | grep -q 'kiln.dev/checkpoints' \
+[[ "$(kubectl get tj gone -o jsonpath='{.metadata.finalizers}')" == *kiln.dev/checkpoints* ]] \
   || fail "gone has no finalizer: $(kubectl get tj gone -o jsonpath='{.metadata.finalizers}')"
 for j in keep own; do
   [ -z "$(kubectl get tj "$j" -o jsonpath='{.metadata.finalizers}')" ] \
