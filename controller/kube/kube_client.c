@@ -17,6 +17,8 @@
 #include "kube_rate.h"
 
 #define POOL_MAX 8
+/* Idle connections kept for reuse (more than the 64 workers allowed). */
+#define MAX_IDLE_CONNS 80
 
 /* ---- types ---- */
 
@@ -316,6 +318,12 @@ static struct curl_slist *setup(kube_client *c, CURL *e, const char *path, xfer 
     curl_easy_setopt(e, CURLOPT_URL, url);
     free(url); /* libcurl copies string options */
     curl_easy_setopt(e, CURLOPT_SHARE, c->share);
+    /* The connection cache is shared, and a transfer that ends closes the
+     * oldest idle connections beyond this bound. libcurl's default (5) is
+     * below the number of threads that make requests at once, so a burst
+     * of reconciles closed a connection after about every other request
+     * and paid a new TLS handshake for the next. */
+    curl_easy_setopt(e, CURLOPT_MAXCONNECTS, (long)MAX_IDLE_CONNS);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     /* No CURLOPT_PIPEWAIT: with the connection cache shared between

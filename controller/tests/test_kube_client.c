@@ -153,6 +153,44 @@ static void test_get_and_reuse(void)
     kube_client_free(c);
 }
 
+/* Threads that share a client share its connections: a burst of requests
+ * from 16 threads never opens more than one connection per thread, since
+ * idle connections go back to the shared cache instead of being closed. */
+#define REUSE_THREADS 16
+static void *reuse_worker(void *arg)
+{
+    kube_client *c = arg;
+    kube_err err;
+    kube_err_init(&err);
+    for (int i = 0; i < 20; i++) {
+        cJSON *o = NULL;
+        if (kube_get(c, &kube_res_configmaps, "default", "ok", &o, &err) != 0)
+            fprintf(stderr, "reuse_worker: %s\n", err.e.msg);
+        cJSON_Delete(o);
+    }
+    kube_err_release(&err);
+    return NULL;
+}
+
+static void test_reuse_across_threads(void)
+{
+    kube_client *c = mk_client(NULL);
+    int before = fake_connections(srv);
+    pthread_t th[REUSE_THREADS];
+    for (int i = 0; i < REUSE_THREADS; i++)
+        pthread_create(&th[i], NULL, reuse_worker, c);
+    for (int i = 0; i < REUSE_THREADS; i++)
+        pthread_join(th[i], NULL);
+    kube_client_stats st;
+    kube_client_get_stats(c, &st);
+    KT_EQ_INT(st.requests, REUSE_THREADS * 20);
+    int opened = fake_connections(srv) - before;
+    if (opened > REUSE_THREADS)
+        fprintf(stderr, "%d connections for %d threads\n", opened, REUSE_THREADS);
+    KT_CHECK(opened >= 1 && opened <= REUSE_THREADS);
+    kube_client_free(c);
+}
+
 static void test_status_errors(void)
 {
     kube_client *c = mk_client(NULL);
@@ -512,6 +550,7 @@ int main(void)
     if (fake_start(handler, &S, &srv) != 0)
         return 1;
     KT_RUN(test_get_and_reuse);
+    KT_RUN(test_reuse_across_threads);
     KT_RUN(test_status_errors);
     KT_RUN(test_retries);
     KT_RUN(test_list_pages);
