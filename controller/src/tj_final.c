@@ -292,6 +292,17 @@ static int start_cleanup(fstate *f)
 
 /* ------------------------------------------------------------ entry */
 
+static int in_foreground_deletion(const cJSON *job)
+{
+    const cJSON *f;
+    cJSON_ArrayForEach(f, tj_json_path(job, "metadata.finalizers"))
+    {
+        if (cJSON_IsString(f) && !strcmp(f->valuestring, "foregroundDeletion"))
+            return 1;
+    }
+    return 0;
+}
+
 int tj_final_plan(const tj_spec *s, const cJSON *const *pods, int n_pods, const tj_env *env,
                   tj_plan_out *out, kiln_error *err)
 {
@@ -328,6 +339,14 @@ int tj_final_plan(const tj_spec *s, const cJSON *const *pods, int n_pods, const 
         return plan_status(&f, msg, f.last_failure);
     }
     const cJSON *pod = find_cleanup_pod(&f, pods, n_pods);
+    if (!pod && in_foreground_deletion(s->job)) {
+        /* The garbage collector deletes every dependent of a job deleted in
+         * the foreground, a clean-up pod created now included; it drops
+         * its finalizer once the dependents are gone. */
+        tj_plan_requeue(out, WAIT_MS);
+        return plan_status(&f, "deleting: waiting for the garbage collector to delete the pods",
+                           f.last_failure);
+    }
     if (!pod)
         return start_cleanup(&f);
     tj_pod_obs o;

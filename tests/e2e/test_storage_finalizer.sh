@@ -3,13 +3,14 @@
 # the controller's dashboard shows the jobs live:
 #   (a) kiln-trainer clean removes one job's trial directories and nothing
 #       else (a sibling job, a symbolic link out of the volume);
-#   (b) on kubelite, three jobs train one trial each: two share the claim
+#   (b) on kubelite, four jobs train one trial each: three share the claim
 #       "shared" (one with retain: true), one uses its own claim;
 #   (c) GET /dashboard is one self-contained page and its WebSocket pushes
 #       a snapshot holding the jobs and their trial results;
 #   (d) kubectl delete: the finalizer holds the job while a clean-up pod
 #       deletes its directory on the shared claim; the retained job's files
-#       and the other job's files survive; the own claim goes with its job.
+#       and the other job's files survive; the own claim goes with its job;
+#       a deletion in the foreground cleans up once the pods are gone.
 . "$(dirname "$0")/../lib.sh"
 
 # (a) the clean-up command on a scratch tree
@@ -29,7 +30,7 @@ done
 [ -f "$m/ml/b/t0/model.kiln" ] || fail "a rejected job name deleted files"
 pass "kiln-trainer clean deletes one job's trial directories only"
 
-# (b) three jobs
+# (b) four jobs
 env_up
 kubectl apply -f - >/dev/null <<YAML || fail "apply"
 apiVersion: v1
@@ -57,9 +58,10 @@ YAML
 }
 { job gone '{volume: {persistentVolumeClaim: {claimName: shared}}}'
   job keep '{retain: true, volume: {persistentVolumeClaim: {claimName: shared}}}'
-  job own '{}'; } > "$TEST_TMP/jobs.yaml"
+  job own '{}'
+  job fore '{volume: {persistentVolumeClaim: {claimName: shared}}}'; } > "$TEST_TMP/jobs.yaml"
 kubectl apply -f "$TEST_TMP/jobs.yaml" >/dev/null || fail "apply jobs"
-for j in gone keep own; do
+for j in gone keep own fore; do
   kubectl wait --for=condition=GoalReached "tj/$j" --timeout=240s >/dev/null \
     || { kubectl get tj "$j" -o yaml >&2; kubectl get pods >&2; tail -n 20 "$env_dir/controller.log" >&2; fail "$j did not finish"; }
 done
@@ -164,6 +166,14 @@ kubectl get events --field-selector involvedObject.name=gone -o json > "$TEST_TM
 [ "$(json "$TEST_TMP/events.json" 'sum(e["reason"] == "CheckpointsDeleted" for e in j["items"])')" -ge 1 ] \
   || fail "no CheckpointsDeleted event"
 pass "kubectl delete tj: the clean-up pod deleted the job's checkpoints, then the job went ($(cat "$TEST_TMP/ws-gone.txt") on the dashboard)"
+
+# Foreground deletion (kubectl --cascade=foreground, and GitOps tools that
+# delete that way): the garbage collector deletes the job's pods first; the
+# clean-up pod waits for it rather than being deleted with them.
+kubectl delete tj fore --cascade=foreground --wait=true --timeout=120s >/dev/null \
+  || { kubectl get tj fore -o yaml >&2; kubectl get pods >&2; fail "tj/fore was not deleted in the foreground"; }
+[ ! -e "$vols/shared/default/fore/t0" ] || fail "foreground deletion left the checkpoints: $(find "$vols/shared/default/fore")"
+pass "kubectl delete --cascade=foreground: pods deleted first, then the checkpoints, then the job"
 
 kubectl delete tj keep --wait=true --timeout=60s >/dev/null || fail "tj/keep was not deleted"
 [ -f "$vols/shared/default/keep/t0/model.kiln" ] || fail "retain: true, yet the checkpoints are gone"

@@ -258,6 +258,29 @@ static void test_deleting_stops_trials_then_cleans_up(void)
     world_free(&w);
 }
 
+/* kubectl delete --cascade=foreground (and GitOps tools that delete that
+ * way): the garbage collector deletes every dependent while the job holds
+ * foregroundDeletion, so the clean-up pod waits for it to be dropped. */
+static void test_foreground_deletion_waits_for_the_collector(void)
+{
+    world w;
+    world_init(&w, SHARED, "[\"kiln.dev/checkpoints\",\"foregroundDeletion\"]", 1);
+    KT_EQ_INT(reconcile(&w), 0);
+    KT_EQ_INT(w.plan.n_creates, 0);
+    KT_EQ_INT(w.plan.finalizer, TJ_FINALIZER_KEEP);
+    KT_CHECK(w.plan.requeue_after_ms > 0);
+    KT_STR_CONTAINS(tj_json_str(w.plan.status, "message", ""), "garbage collector");
+    apply(&w);
+    /* the collector is done with the dependents and drops its finalizer */
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(w.job, "metadata"), "finalizers",
+                              cJSON_Parse("[\"kiln.dev/checkpoints\"]"));
+    KT_EQ_INT(reconcile(&w), 0);
+    KT_EQ_INT(w.plan.n_creates, 1);
+    KT_CHECK(w.plan.n_creates &&
+             streq(tj_json_str(w.plan.creates[0], "metadata.name", NULL), "demo-cleanup"));
+    world_free(&w);
+}
+
 static void test_failed_cleanup_backs_off_then_gives_up(void)
 {
     world w;
@@ -411,6 +434,7 @@ int main(void)
     KT_RUN(test_live_job_gets_the_finalizer);
     KT_RUN(test_shared_volume_layout);
     KT_RUN(test_deleting_stops_trials_then_cleans_up);
+    KT_RUN(test_foreground_deletion_waits_for_the_collector);
     KT_RUN(test_failed_cleanup_backs_off_then_gives_up);
     KT_RUN(test_stuck_cleanup_pod_counts_as_failure);
     KT_RUN(test_retain_and_own_claim_need_no_cleanup);
