@@ -23,7 +23,9 @@
 #include "kube_queue.h"
 #include "notify.h"
 #include "tj_plan.h"
+#include "tj_pod.h"
 #include "tj_serve.h"
+#include "tj_spec.h"
 #include "tj_status.h"
 #include "tune.h"
 
@@ -599,6 +601,50 @@ static int plan_serving(ctrl *c, const cJSON *job, const cJSON *const *pods, int
     return 0;
 }
 
+/* spec.storage.retain may change after the job's own claim was created
+ * (owned by the job unless retained): after a spec change, the claim's
+ * owner reference is made to agree, before the new generation is recorded
+ * as observed, so that deleting the job deletes the claim exactly when it
+ * is not retained. One read per spec change; a write only on a change. */
+static int sync_claim_owner(ctrl *c, const char *key, const cJSON *job)
+{
+    const cJSON *seen = kube_obj_path(job, "status.observedGeneration");
+    const cJSON *gen = kube_obj_path(job, "metadata.generation");
+    if (!cJSON_IsNumber(seen) || !cJSON_IsNumber(gen) || seen->valuedouble == gen->valuedouble ||
+        kube_obj_path(job, "metadata.deletionTimestamp"))
+        return 0; /* a new job's claim is made from its spec; nothing changed since */
+    tj_spec s;
+    kiln_error err = {0};
+    char name[300];
+    if (tj_spec_read(job, c->opts.trainer_image, &s, &err) != 0 || !tj_pod_uses_models_pvc(&s) ||
+        tj_pod_models_pvc_name(&s, name, sizeof name) != 0)
+        return 0;
+    kube_err e;
+    kube_err_init(&e);
+    cJSON *pvc = NULL;
+    int rc = ok_or(kube_get(c->client, &res_pvc, s.ns, name, &pvc, &e), &e, 404);
+    char *patch = NULL;
+    if (rc)
+        log_api_error("cannot read the models claim", key, &e);
+    else if (pvc && tj_pod_claim_owner_patch(&s, pvc, &patch, &err) != 0)
+        rc = KILN_ENOMEM;
+    if (!rc && patch) {
+        kube_err_release(&e);
+        rc = kube_patch(c->client, &res_pvc, s.ns, name, NULL, KUBE_PATCH_MERGE, patch, NULL, &e);
+        atomic_fetch_add(&c->writes, 1);
+        if (rc)
+            log_api_error("cannot update the models claim's owner", key, &e);
+        else
+            klog(KLOG_INFO,
+                 s.storage_retain ? "models claim retained" : "models claim owned by its job",
+                 KS("job", key), KS("claim", name), KEND);
+    }
+    free(patch);
+    cJSON_Delete(pvc);
+    kube_err_release(&e);
+    return rc;
+}
+
 static int reconcile(void *ud, const char *key, int64_t *requeue_ms)
 {
     ctrl *c = ud;
@@ -611,6 +657,11 @@ static int reconcile(void *ud, const char *key, int64_t *requeue_ms)
     if (stale_skip(c, key, job)) {
         cJSON_Delete(job);
         return 0;
+    }
+    if (sync_claim_owner(c, key, job) != 0) {
+        cJSON_Delete(job);
+        atomic_fetch_add(&c->reconcile_errors, 1);
+        return KILN_EIO; /* retried with back-off; nothing else runs before it */
     }
     cJSON *pods = NULL;
     const char *uid = kube_obj_uid(job);

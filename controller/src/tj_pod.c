@@ -8,9 +8,9 @@
 
 /* ------------------------------------------------------------ shared parts */
 
-static int add_owner(cJSON *meta, const tj_spec *s)
+/* The job as the controlling owner of what it makes; NULL when out of memory. */
+static cJSON *owner_ref(const tj_spec *s)
 {
-    cJSON *refs = cJSON_CreateArray();
     cJSON *ref = cJSON_CreateObject();
     int ok = tj_json_add_str(ref, "apiVersion", TJ_API_VERSION);
     ok &= tj_json_add_str(ref, "kind", TJ_KIND);
@@ -18,7 +18,17 @@ static int add_owner(cJSON *meta, const tj_spec *s)
     ok &= tj_json_add_str(ref, "uid", s->uid);
     ok &= tj_json_add_bool(ref, "controller", 1);
     ok &= tj_json_add_bool(ref, "blockOwnerDeletion", 1);
-    ok &= tj_json_push(refs, ref);
+    if (!ok) {
+        cJSON_Delete(ref);
+        return NULL;
+    }
+    return ref;
+}
+
+static int add_owner(cJSON *meta, const tj_spec *s)
+{
+    cJSON *refs = cJSON_CreateArray();
+    int ok = tj_json_push(refs, owner_ref(s));
     ok &= tj_json_add(meta, "ownerReferences", refs);
     return ok;
 }
@@ -485,6 +495,55 @@ int tj_pod_models_pvc(const tj_spec *s, cJSON **out, kiln_error *err)
         return kiln_fail(err, KILN_ENOMEM, "out of memory building the PVC");
     }
     *out = pvc;
+    return 0;
+}
+
+int tj_pod_models_pvc_name(const tj_spec *s, char *buf, size_t n)
+{
+    return pvc_name(s, buf, n) == 0 ? 0 : kiln_fail(NULL, KILN_EINVAL, "PVC name too long");
+}
+
+static int is_our_owner(const cJSON *ref, const tj_spec *s)
+{
+    const cJSON *uid = cJSON_GetObjectItemCaseSensitive(ref, "uid");
+    return cJSON_IsString(uid) && !strcmp(uid->valuestring, s->uid);
+}
+
+int tj_pod_claim_owner_patch(const tj_spec *s, const cJSON *pvc, char **out, kiln_error *err)
+{
+    *out = NULL;
+    const cJSON *refs = tj_json_path(pvc, "metadata.ownerReferences");
+    int owned = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, refs)
+    {
+        owned |= is_our_owner(r, s);
+    }
+    if (owned == !s->storage_retain || !s->uid[0])
+        return 0;
+    /* A merge patch replaces the whole list: other owners are kept, and
+     * the resourceVersion makes a concurrent change a conflict. */
+    cJSON *patch = cJSON_CreateObject();
+    cJSON *meta = tj_json_obj(patch, "metadata");
+    cJSON *list = cJSON_CreateArray();
+    int ok = tj_json_add(meta, "ownerReferences", list);
+    const char *rv = tj_json_str(pvc, "metadata.resourceVersion", NULL);
+    if (rv)
+        ok &= tj_json_add_str(meta, "resourceVersion", rv);
+    cJSON_ArrayForEach(r, refs)
+    {
+        if (ok && !is_our_owner(r, s))
+            ok &= tj_json_push(list, cJSON_Duplicate(r, 1));
+    }
+    if (ok && !s->storage_retain)
+        ok &= tj_json_push(list, owner_ref(s));
+    if (ok && cJSON_GetArraySize(list) == 0) /* null removes the field */
+        ok &= cJSON_ReplaceItemInObjectCaseSensitive(meta, "ownerReferences", cJSON_CreateNull());
+    char *text = ok ? cJSON_PrintUnformatted(patch) : NULL;
+    cJSON_Delete(patch);
+    if (!text)
+        return kiln_fail(err, KILN_ENOMEM, "out of memory");
+    *out = text;
     return 0;
 }
 

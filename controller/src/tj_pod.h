@@ -72,6 +72,16 @@ int tj_pod_service(const tj_spec *s, cJSON **out, kiln_error *err);
  * job unless spec.storage.retain. */
 int tj_pod_models_pvc(const tj_spec *s, cJSON **out, kiln_error *err);
 
+/* The name of that PVC; KILN_EINVAL when it does not fit in n. */
+int tj_pod_models_pvc_name(const tj_spec *s, char *buf, size_t n);
+
+/* When the stored PVC pvc disagrees with spec.storage.retain (owned by the
+ * job though retained, so the garbage collector would delete it with the
+ * job, or not owned though not retained, so it would outlive the job),
+ * *out gets the JSON merge patch of metadata.ownerReferences that settles
+ * it; else *out is NULL. The caller frees *out. */
+int tj_pod_claim_owner_patch(const tj_spec *s, const cJSON *pvc, char **out, kiln_error *err);
+
 /* 1 when the job's models live on the controller's PVC. */
 int tj_pod_uses_models_pvc(const tj_spec *s);
 

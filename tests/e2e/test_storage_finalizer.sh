@@ -3,14 +3,15 @@
 # the controller's dashboard shows the jobs live:
 #   (a) kiln-trainer clean removes one job's trial directories and nothing
 #       else (a sibling job, a symbolic link out of the volume);
-#   (b) on kubelite, four jobs train one trial each: three share the claim
-#       "shared" (one with retain: true), one uses its own claim;
+#   (b) on kubelite, five jobs train one trial each: three share the claim
+#       "shared" (one with retain: true), two use their own claims;
 #   (c) GET /dashboard is one self-contained page and its WebSocket pushes
 #       a snapshot holding the jobs and their trial results;
 #   (d) kubectl delete: the finalizer holds the job while a clean-up pod
 #       deletes its directory on the shared claim; the retained job's files
 #       and the other job's files survive; the own claim goes with its job;
-#       a deletion in the foreground cleans up once the pods are gone.
+#       a deletion in the foreground cleans up once the pods are gone; a
+#       claim whose job turns retain on later is released and survives.
 . "$(dirname "$0")/../lib.sh"
 
 # (a) the clean-up command on a scratch tree
@@ -30,7 +31,7 @@ done
 [ -f "$m/ml/b/t0/model.kiln" ] || fail "a rejected job name deleted files"
 pass "kiln-trainer clean deletes one job's trial directories only"
 
-# (b) four jobs
+# (b) five jobs
 env_up
 kubectl apply -f - >/dev/null <<YAML || fail "apply"
 apiVersion: v1
@@ -59,9 +60,10 @@ YAML
 { job gone '{volume: {persistentVolumeClaim: {claimName: shared}}}'
   job keep '{retain: true, volume: {persistentVolumeClaim: {claimName: shared}}}'
   job own '{}'
-  job fore '{volume: {persistentVolumeClaim: {claimName: shared}}}'; } > "$TEST_TMP/jobs.yaml"
+  job fore '{volume: {persistentVolumeClaim: {claimName: shared}}}'
+  job flip '{}'; } > "$TEST_TMP/jobs.yaml"
 kubectl apply -f "$TEST_TMP/jobs.yaml" >/dev/null || fail "apply jobs"
-for j in gone keep own fore; do
+for j in gone keep own fore flip; do
   kubectl wait --for=condition=GoalReached "tj/$j" --timeout=240s >/dev/null \
     || { kubectl get tj "$j" -o yaml >&2; kubectl get pods >&2; tail -n 20 "$env_dir/controller.log" >&2; fail "$j did not finish"; }
 done
@@ -188,3 +190,17 @@ done
 kubectl get pvc own-models >/dev/null 2>&1 && fail "the job's own claim survived it"
 kubectl get pvc shared >/dev/null 2>&1 || fail "the shared claim was deleted"
 pass "the job's own claim goes with the job"
+
+# retain set after the claim was made: the claim loses its owner reference
+# and outlives the job
+kubectl patch tj flip --type merge -p '{"spec":{"storage":{"retain":true}}}' >/dev/null || fail "patch retain"
+for _ in $(seq 150); do
+  [ -z "$(kubectl get pvc flip-models -o jsonpath='{.metadata.ownerReferences}')" ] && break
+  sleep 0.2
+done
+[ -z "$(kubectl get pvc flip-models -o jsonpath='{.metadata.ownerReferences}')" ] \
+  || fail "retain: true, yet flip-models is still owned: $(kubectl get pvc flip-models -o jsonpath='{.metadata.ownerReferences}')"
+kubectl delete tj flip --wait=true --timeout=60s >/dev/null || fail "tj/flip was not deleted"
+sleep 1
+kubectl get pvc flip-models >/dev/null 2>&1 || fail "retain set on a running job, yet its claim went with it"
+pass "storage.retain set later: the claim is released and survives the job"

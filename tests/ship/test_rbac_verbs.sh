@@ -61,10 +61,12 @@ for _ in $(seq 100); do
   grep -q '"resource":"secrets".*kiln-controller' "$env_dir/kubelite/requests.log" && break
   sleep 0.1
 done
-# Turning serving off makes the controller delete its serving pods.
-kubectl patch tj rbac --type merge -p '{"spec":{"serving":{"enabled":false}}}' >/dev/null
+# Turning serving off makes the controller delete its serving pods;
+# retaining the checkpoints makes it read and release the job's claim.
+kubectl patch tj rbac --type merge -p '{"spec":{"serving":{"enabled":false},"storage":{"retain":true}}}' >/dev/null
 for _ in $(seq 100); do
-  [ -z "$(kubectl get pods -l kiln.dev/serving=rbac -o name)" ] && break
+  [ -z "$(kubectl get pods -l kiln.dev/serving=rbac -o name)" ] &&
+    [ -z "$(kubectl get pvc rbac-models -o jsonpath='{.metadata.ownerReferences}')" ] && break
   sleep 0.1
 done
 sleep 1

@@ -186,11 +186,63 @@ static void test_models_pvc(void)
     cJSON_Delete(job);
 }
 
+/* The claim's owner reference follows spec.storage.retain when it changes
+ * after the claim was made; another owner stays. */
+static void test_claim_owner_follows_retain(void)
+{
+    static const char *const OWNED =
+        "{\"metadata\":{\"name\":\"iris-models\",\"resourceVersion\":\"17\","
+        "\"ownerReferences\":[{\"kind\":\"Backup\",\"name\":\"b\",\"uid\":\"u-other\"},"
+        "{\"kind\":\"TrainingJob\",\"name\":\"iris\",\"uid\":\"u-9\",\"controller\":true}]}}";
+    static const char *const FREE =
+        "{\"metadata\":{\"name\":\"iris-models\",\"resourceVersion\":\"18\"}}";
+    cJSON *keep = job_with("{\"data\":{\"uri\":\"/d.csv\"},\"storage\":{\"retain\":true}}");
+    cJSON *drop = job_with("{\"data\":{\"uri\":\"/d.csv\"},\"storage\":{\"retain\":false}}");
+    tj_spec sk, sd;
+    tj_spec_read(keep, NULL, &sk, NULL);
+    tj_spec_read(drop, NULL, &sd, NULL);
+    cJSON *owned = cJSON_Parse(OWNED), *free_ = cJSON_Parse(FREE);
+    char *patch = NULL;
+
+    /* agreeing: nothing to do */
+    KT_EQ_INT(tj_pod_claim_owner_patch(&sd, owned, &patch, NULL), 0);
+    KT_CHECK(patch == NULL);
+    KT_EQ_INT(tj_pod_claim_owner_patch(&sk, free_, &patch, NULL), 0);
+    KT_CHECK(patch == NULL);
+
+    /* retained now: our reference goes, the other stays */
+    KT_EQ_INT(tj_pod_claim_owner_patch(&sk, owned, &patch, NULL), 0);
+    cJSON *p = cJSON_Parse(patch ? patch : "");
+    const cJSON *refs = tj_json_path(p, "metadata.ownerReferences");
+    KT_EQ_INT(cJSON_GetArraySize(refs), 1);
+    KT_CHECK(!strcmp(tj_json_str(cJSON_GetArrayItem(refs, 0), "uid", ""), "u-other"));
+    KT_CHECK(!strcmp(tj_json_str(p, "metadata.resourceVersion", ""), "17"));
+    cJSON_Delete(p);
+    free(patch);
+    patch = NULL;
+
+    /* no longer retained: the job becomes the controlling owner */
+    KT_EQ_INT(tj_pod_claim_owner_patch(&sd, free_, &patch, NULL), 0);
+    p = cJSON_Parse(patch ? patch : "");
+    refs = tj_json_path(p, "metadata.ownerReferences");
+    KT_EQ_INT(cJSON_GetArraySize(refs), 1);
+    KT_CHECK(!strcmp(tj_json_str(cJSON_GetArrayItem(refs, 0), "uid", ""), "u-9"));
+    KT_CHECK(tj_json_bool(cJSON_GetArrayItem(refs, 0), "controller", 0));
+    cJSON_Delete(p);
+    free(patch);
+
+    cJSON_Delete(owned);
+    cJSON_Delete(free_);
+    cJSON_Delete(keep);
+    cJSON_Delete(drop);
+}
+
 int main(void)
 {
     KT_RUN(test_pvc_data_and_given_volume);
     KT_RUN(test_warm_start);
     KT_RUN(test_serving_pod_and_service);
     KT_RUN(test_models_pvc);
+    KT_RUN(test_claim_owner_follows_retain);
     return KT_DONE();
 }
