@@ -7,12 +7,15 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -59,6 +62,11 @@ void kl_probe_cancel(kl_probe *s)
         kill(s->pid, SIGKILL);
         waitpid(s->pid, NULL, 0);
     }
+    if (s->tls)
+        SSL_free(s->tls);
+    s->tls = NULL;
+    s->tls_ready = 0;
+    s->want = 0;
     if (s->fd >= 0)
         close(s->fd);
     s->pid = 0;
@@ -135,6 +143,7 @@ static int start_check(kl_probe *s, const cJSON *probe, const cJSON *cs, const c
     s->deadline_ms = now + pp->timeout_ms;
     s->sent = 0;
     s->got = 0;
+    s->want = 0;
     s->http = hg != NULL;
     if (hg || ts || gr) {
         /* grpc: kubelite has no gRPC client; a TCP connect is the nearest
@@ -165,37 +174,146 @@ static int start_check(kl_probe *s, const cJSON *probe, const cJSON *cs, const c
     return KL_PROBE_PENDING;
 }
 
+/* The client context of HTTPS checks: like the kubelet's, it does not
+ * verify the serving certificate (a probe tests liveness, not identity). */
+static SSL_CTX *probe_tls_ctx(void)
+{
+    static SSL_CTX *ctx;
+    if (!ctx) {
+        ctx = SSL_CTX_new(TLS_client_method());
+        if (ctx)
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    }
+    return ctx;
+}
+
+/* The GET a kubelet sends: path, Host (httpGet.host or the pod IP, or an
+ * httpHeaders Host), its User-Agent and Accept unless httpHeaders set them,
+ * and the other httpHeaders. Returns the length, or -1 when it does not fit. */
+static int http_request(const cJSON *hg, const char *ip, char *req, size_t cap)
+{
+    const char *path = kl_kpod_jstr(hg, "path");
+    const char *host = kl_kpod_jstr(hg, "host");
+    const cJSON *hs = cJSON_GetObjectItemCaseSensitive(hg, "httpHeaders");
+    const char *ua = "kube-probe/1.32", *accept = "*/*";
+    const cJSON *h;
+    cJSON_ArrayForEach(h, hs)
+    {
+        const char *name = kl_kpod_jstr(h, "name"), *value = kl_kpod_jstr(h, "value");
+        if (!name || !value)
+            continue;
+        if (!strcasecmp(name, "Host"))
+            host = value;
+        else if (!strcasecmp(name, "User-Agent"))
+            ua = value;
+        else if (!strcasecmp(name, "Accept"))
+            accept = value;
+    }
+    int n = snprintf(req, cap, "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: %s\r\nAccept: %s\r\n",
+                     path && path[0] ? path : "/", host && host[0] ? host : ip, ua, accept);
+    cJSON_ArrayForEach(h, hs)
+    {
+        const char *name = kl_kpod_jstr(h, "name"), *value = kl_kpod_jstr(h, "value");
+        if (n < 0 || (size_t)n >= cap || !name || !value || !strcasecmp(name, "Host") ||
+            !strcasecmp(name, "User-Agent") || !strcasecmp(name, "Accept") ||
+            strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
+            continue;
+        n += snprintf(req + n, cap - (size_t)n, "%s: %s\r\n", name, value);
+    }
+    if (n >= 0 && (size_t)n < cap)
+        n += snprintf(req + n, cap - (size_t)n, "Connection: close\r\n\r\n");
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+/* One step of the TLS handshake: 1 when done, 0 while it waits (s->want
+ * says for what), -1 on failure. */
+static int tls_step(kl_probe *s)
+{
+    if (!s->tls) {
+        SSL_CTX *ctx = probe_tls_ctx();
+        s->tls = ctx ? SSL_new(ctx) : NULL;
+        if (!s->tls || SSL_set_fd(s->tls, s->fd) != 1)
+            return -1;
+        SSL_set_connect_state(s->tls);
+    }
+    ERR_clear_error();
+    int r = SSL_do_handshake(s->tls);
+    if (r == 1) {
+        s->tls_ready = 1;
+        return 1;
+    }
+    int e = SSL_get_error(s->tls, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        s->want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+        return 0;
+    }
+    return -1;
+}
+
+/* Reads what the socket has: >0 bytes, 0 at the end, -1 on an error, -2
+ * when nothing is there yet. */
+static ssize_t probe_read(kl_probe *s, char *buf, size_t n)
+{
+    if (!s->tls) {
+        ssize_t r = read(s->fd, buf, n);
+        return r < 0 ? (errno == EAGAIN ? -2 : -1) : r;
+    }
+    ERR_clear_error();
+    int r = SSL_read(s->tls, buf, (int)n);
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(s->tls, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        s->want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+        return -2;
+    }
+    /* a server that closes without close_notify still gave its answer */
+    return e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL ? 0 : -1;
+}
+
 /* Moves an http/tcp check on. Returns the result once known. */
 static int poll_socket(kl_probe *s, const cJSON *probe, const char *ip)
 {
-    struct pollfd pf = {s->fd, (short)(s->sent ? POLLIN : POLLOUT), 0};
+    short want = s->want ? s->want : (short)(s->sent ? POLLIN : POLLOUT);
+    struct pollfd pf = {s->fd, want, 0};
     if (poll(&pf, 1, 0) != 1)
         return KL_PROBE_PENDING;
+    s->want = 0;
+    const cJSON *hg = cJSON_GetObjectItemCaseSensitive(probe, "httpGet");
     if (!s->sent) {
-        int err = 0;
-        socklen_t el = sizeof(err);
-        if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0)
-            return failed(s, "dial tcp %s: %s", ip, strerror(err ? err : errno));
-        if (!(pf.revents & POLLOUT))
-            return KL_PROBE_PENDING;
-        if (!s->http)
-            return KL_PROBE_SUCCESS; /* connected */
-        const cJSON *hg = cJSON_GetObjectItemCaseSensitive(probe, "httpGet");
-        const char *path = kl_kpod_jstr(hg, "path");
-        const char *host = kl_kpod_jstr(hg, "host");
-        char req[1200];
-        int n = snprintf(req, sizeof(req),
-                         "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: kube-probe/1.32\r\n"
-                         "Accept: */*\r\nConnection: close\r\n\r\n",
-                         path && path[0] ? path : "/", host && host[0] ? host : ip);
-        if (n < 0 || (size_t)n >= sizeof(req) || write(s->fd, req, (size_t)n) != n)
+        if (!s->tls) {
+            int err = 0;
+            socklen_t el = sizeof(err);
+            if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0)
+                return failed(s, "dial tcp %s: %s", ip, strerror(err ? err : errno));
+            if (!(pf.revents & POLLOUT))
+                return KL_PROBE_PENDING;
+            if (!s->http)
+                return KL_PROBE_SUCCESS; /* connected */
+        }
+        const char *scheme = kl_kpod_jstr(hg, "scheme");
+        if (scheme && !strcasecmp(scheme, "HTTPS") && !s->tls_ready) {
+            int t = tls_step(s);
+            if (t < 0)
+                return failed(s, "TLS handshake with %s failed", ip);
+            if (t == 0)
+                return KL_PROBE_PENDING;
+        }
+        char req[4096];
+        int n = http_request(hg, ip, req, sizeof(req));
+        if (n < 0)
+            return failed(s, "the HTTP request does not fit");
+        int w = s->tls ? SSL_write(s->tls, req, n) : (int)write(s->fd, req, (size_t)n);
+        if (w != n)
             return failed(s, "cannot send the HTTP request");
         s->sent = 1;
         return KL_PROBE_PENDING;
     }
-    ssize_t r = read(s->fd, s->resp + s->got, sizeof(s->resp) - 1 - s->got);
+    ssize_t r = probe_read(s, s->resp + s->got, sizeof(s->resp) - 1 - s->got);
+    if (r == -2)
+        return KL_PROBE_PENDING;
     if (r < 0)
-        return errno == EAGAIN ? KL_PROBE_PENDING : failed(s, "read: %s", strerror(errno));
+        return failed(s, "read: %s", s->tls ? "TLS error" : strerror(errno));
     s->got += (size_t)r;
     s->resp[s->got] = 0;
     /* "HTTP/1.x NNN": the status code decides; 200-399 is a success. */

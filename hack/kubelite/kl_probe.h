@@ -41,6 +41,9 @@ typedef struct kl_probe {
     int fd;                  /* tcp/http check: the socket, else -1 */
     int sent;                /* http: request written */
     int http;                /* the check is an httpGet */
+    struct ssl_st *tls;      /* httpGet with scheme HTTPS: the session, else NULL */
+    int tls_ready;           /* the TLS handshake is done */
+    short want;              /* the poll events the socket waits for */
     int64_t armed_ms;        /* when the container (re)started */
     int64_t started_ms;      /* when the check in flight started */
     int64_t deadline_ms;     /* the check fails when still running then */

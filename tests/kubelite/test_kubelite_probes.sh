@@ -1,12 +1,19 @@
 #!/bin/bash
 # kubelite's kubelet, container lifecycle beyond start and exit, driven by
 # kubectl: a failing liveness probe restarts the container (restartCount,
-# lastState, Killing and Unhealthy events); a startup probe gates the other
+# lastState, Killing and Unhealthy events); HTTPS readiness probes speak
+# TLS and httpHeaders are sent; a startup probe gates the other
 # probes and kills a container that never passes it; init containers run
 # in order to completion before the app container, share an emptyDir with
 # it, and fail the pod under restartPolicy Never (or retry under Always).
 . "$(dirname "$0")/kl_lib.sh"
 kl_start
+
+# A serving certificate for the HTTPS probe target (openssl s_server).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=probe \
+    -keyout "$KL_DIR/probe.key" -out "$KL_DIR/probe.crt" -days 1 >/dev/null 2>&1
+kubectl create secret generic probe-tls --from-file=tls.crt="$KL_DIR/probe.crt" \
+    --from-file=tls.key="$KL_DIR/probe.key" >/dev/null
 
 jp() { kubectl get pod "$1" -o jsonpath="$2"; }
 cat <<'YAML' | kubectl apply -f - >/dev/null
@@ -81,6 +88,55 @@ metadata: {name: initretry}
 spec:
   initContainers: [{name: bad, image: busybox, command: [/bin/sh, -c, 'exit 2']}]
   containers: [{name: app, image: busybox, command: [/bin/sleep, "300"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: tlsready}
+spec:
+  volumes: [{name: tls, secret: {secretName: probe-tls}}]
+  containers:
+  - name: c
+    image: busybox
+    env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]
+    command: [/bin/sh, -c, 'exec openssl s_server -accept "$POD_IP:8443" -cert /tls/tls.crt -key /tls/tls.key -www -quiet']
+    volumeMounts: [{name: tls, mountPath: /tls}]
+    readinessProbe: {httpGet: {port: 8443, scheme: HTTPS, path: /}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: tlsplain}
+spec:
+  volumes: [{name: tls, secret: {secretName: probe-tls}}]
+  containers:
+  - name: c
+    image: busybox
+    env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]
+    command: [/bin/sh, -c, 'exec openssl s_server -accept "$POD_IP:8443" -cert /tls/tls.crt -key /tls/tls.key -www -quiet']
+    volumeMounts: [{name: tls, mountPath: /tls}]
+    readinessProbe: {httpGet: {port: 8443, path: /}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: headers}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]
+    command:
+    - /usr/bin/python3
+    - -c
+    - |
+      import http.server, os
+      class H(http.server.BaseHTTPRequestHandler):
+          def do_GET(self):
+              ok = self.headers.get("X-Probe-Token") == "s3cret" and self.headers.get("Host") == "svc.example"
+              self.send_response(200 if ok else 403)
+              self.end_headers()
+      http.server.HTTPServer((os.environ["POD_IP"], 8080), H).serve_forever()
+    readinessProbe:
+      httpGet: {port: 8080, path: /healthz, httpHeaders: [{name: X-Probe-Token, value: s3cret}, {name: Host, value: svc.example}]}
+      periodSeconds: 1
 YAML
 
 eventually 10 "startup probe pending: running but not started" bash -c "[[ \"\$(kubectl get pod slowstart -o jsonpath='{.status.containerStatuses[0].state.running.startedAt}|{.status.containerStatuses[0].started}')\" == ?*'|false' ]]"
@@ -122,4 +178,10 @@ check "initialDelaySeconds holds back a failing liveness probe" test "$(jp slows
 eventually 15 "startup probe that never passes kills the container: Failed" bash -c "[ \"\$(kubectl get pod nostart -o jsonpath='{.status.phase}')\" = Failed ]"
 check "killed container never counted as started" test "$(jp nostart '{.status.containerStatuses[0].started}')" = false
 check "Killing event names the startup probe" bash -c "kubectl get events -o jsonpath='{.items[?(@.reason==\"Killing\")].message}' | grep -q 'Container c failed startup probe'"
+
+# HTTPS and header probes (the pods started with the others)
+eventually 15 "HTTPS readiness probe: TLS handshake, then 200" bash -c "[ \"\$(kubectl get pod tlsready -o jsonpath='{.status.containerStatuses[0].ready}')\" = true ]"
+eventually 15 "httpHeaders reach the probed server (Host included)" bash -c "[ \"\$(kubectl get pod headers -o jsonpath='{.status.containerStatuses[0].ready}')\" = true ]"
+check "plain HTTP against a TLS server is not ready" test "$(jp tlsplain '{.status.containerStatuses[0].ready}')" = false
+eventually 10 "its Unhealthy event says why" bash -c "kubectl get events -o jsonpath='{.items[?(@.involvedObject.name==\"tlsplain\")].message}' | grep -q 'Readiness probe failed: the answer is not HTTP'"
 kl_done
