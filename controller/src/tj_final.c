@@ -17,8 +17,9 @@
 
 /* ------------------------------------------------------------ finalizer */
 
-static int is_ours(const cJSON *f)
+static int is_ours(const cJSON *f, const void *ud)
 {
+    (void)ud;
     return cJSON_IsString(f) && !strcmp(f->valuestring, TJ_FINALIZER);
 }
 
@@ -27,7 +28,7 @@ int tj_final_has(const cJSON *job)
     const cJSON *f;
     cJSON_ArrayForEach(f, tj_json_path(job, "metadata.finalizers"))
     {
-        if (is_ours(f))
+        if (is_ours(f, NULL))
             return 1;
     }
     return 0;
@@ -35,28 +36,9 @@ int tj_final_has(const cJSON *job)
 
 int tj_final_patch(const cJSON *job, int add, char **out, kiln_error *err)
 {
-    *out = NULL;
-    cJSON *patch = cJSON_CreateObject();
-    cJSON *meta = tj_json_obj(patch, "metadata");
-    cJSON *list = cJSON_CreateArray();
-    int ok = tj_json_add(meta, "finalizers", list);
-    const char *rv = tj_json_str(job, "metadata.resourceVersion", NULL);
-    if (rv)
-        ok &= tj_json_add_str(meta, "resourceVersion", rv);
-    const cJSON *f;
-    cJSON_ArrayForEach(f, tj_json_path(job, "metadata.finalizers"))
-    {
-        if (ok && !is_ours(f))
-            ok &= tj_json_push(list, cJSON_Duplicate(f, 1));
-    }
-    if (ok && add)
-        ok &= tj_json_push(list, cJSON_CreateString(TJ_FINALIZER));
-    char *text = ok ? cJSON_PrintUnformatted(patch) : NULL;
-    cJSON_Delete(patch);
-    if (!text)
-        return kiln_fail(err, KILN_ENOMEM, "out of memory");
-    *out = text;
-    return 0;
+    *out = tj_json_meta_list_patch(job, "finalizers", is_ours, NULL,
+                                   add ? cJSON_CreateString(TJ_FINALIZER) : NULL, 0);
+    return *out ? 0 : kiln_fail(err, KILN_ENOMEM, "out of memory");
 }
 
 int64_t tj_final_backoff_ms(int n)

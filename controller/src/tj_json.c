@@ -111,3 +111,33 @@ cJSON *tj_json_obj(cJSON *o, const char *key)
     return tj_json_add(o, key, cJSON_CreateObject()) ? cJSON_GetObjectItemCaseSensitive(o, key)
                                                      : NULL;
 }
+
+char *tj_json_meta_list_patch(const cJSON *obj, const char *field,
+                              int (*mine)(const cJSON *item, const void *ud), const void *ud,
+                              cJSON *add, int null_if_empty)
+{
+    cJSON *patch = cJSON_CreateObject();
+    cJSON *meta = tj_json_obj(patch, "metadata");
+    cJSON *list = cJSON_CreateArray();
+    int ok = meta && list;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    const cJSON *rv = cJSON_GetObjectItemCaseSensitive(m, "resourceVersion");
+    if (ok && cJSON_IsString(rv))
+        ok &= tj_json_add_str(meta, "resourceVersion", rv->valuestring);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(m, field))
+    {
+        if (ok && !mine(it, ud))
+            ok &= tj_json_push(list, cJSON_Duplicate(it, 1));
+    }
+    if (add)
+        ok &= tj_json_push(list, add); /* frees add on failure */
+    if (ok && null_if_empty && cJSON_GetArraySize(list) == 0) {
+        cJSON_Delete(list);
+        list = cJSON_CreateNull();
+    }
+    ok &= tj_json_add(meta, field, list);
+    char *text = ok ? cJSON_PrintUnformatted(patch) : NULL;
+    cJSON_Delete(patch);
+    return text;
+}

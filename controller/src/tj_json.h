@@ -44,6 +44,17 @@ int tj_json_add_bool(cJSON *o, const char *key, int v);
 int tj_json_push(cJSON *arr, cJSON *item);
 /* A deep copy of src under key (absent src adds nothing and succeeds). */
 int tj_json_add_copy(cJSON *o, const char *key, const cJSON *src);
+
+/* A JSON merge patch that sets metadata.<field> of obj (a list: finalizers,
+ * ownerReferences) to its current items less those mine(item, ud) claims,
+ * plus add when not NULL (taken, even on failure), carrying obj's
+ * resourceVersion so that a concurrent change is a conflict. An empty
+ * result is written as null when null_if_empty (the field goes), else as
+ * []. Returns the patch text (the caller frees it) or NULL when out of
+ * memory. */
+char *tj_json_meta_list_patch(const cJSON *obj, const char *field,
+                              int (*mine)(const cJSON *item, const void *ud), const void *ud,
+                              cJSON *add, int null_if_empty);
 /* The object member key of o, created when absent; NULL on failure. */
 cJSON *tj_json_obj(cJSON *o, const char *key);
 

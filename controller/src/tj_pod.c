@@ -503,8 +503,9 @@ int tj_pod_models_pvc_name(const tj_spec *s, char *buf, size_t n)
     return pvc_name(s, buf, n) == 0 ? 0 : kiln_fail(NULL, KILN_EINVAL, "PVC name too long");
 }
 
-static int is_our_owner(const cJSON *ref, const tj_spec *s)
+static int is_our_owner(const cJSON *ref, const void *ud)
 {
+    const tj_spec *s = ud;
     const cJSON *uid = cJSON_GetObjectItemCaseSensitive(ref, "uid");
     return cJSON_IsString(uid) && !strcmp(uid->valuestring, s->uid);
 }
@@ -512,39 +513,18 @@ static int is_our_owner(const cJSON *ref, const tj_spec *s)
 int tj_pod_claim_owner_patch(const tj_spec *s, const cJSON *pvc, char **out, kiln_error *err)
 {
     *out = NULL;
-    const cJSON *refs = tj_json_path(pvc, "metadata.ownerReferences");
     int owned = 0;
     const cJSON *r;
-    cJSON_ArrayForEach(r, refs)
+    cJSON_ArrayForEach(r, tj_json_path(pvc, "metadata.ownerReferences"))
     {
         owned |= is_our_owner(r, s);
     }
     if (owned == !s->storage_retain || !s->uid[0])
         return 0;
-    /* A merge patch replaces the whole list: other owners are kept, and
-     * the resourceVersion makes a concurrent change a conflict. */
-    cJSON *patch = cJSON_CreateObject();
-    cJSON *meta = tj_json_obj(patch, "metadata");
-    cJSON *list = cJSON_CreateArray();
-    int ok = tj_json_add(meta, "ownerReferences", list);
-    const char *rv = tj_json_str(pvc, "metadata.resourceVersion", NULL);
-    if (rv)
-        ok &= tj_json_add_str(meta, "resourceVersion", rv);
-    cJSON_ArrayForEach(r, refs)
-    {
-        if (ok && !is_our_owner(r, s))
-            ok &= tj_json_push(list, cJSON_Duplicate(r, 1));
-    }
-    if (ok && !s->storage_retain)
-        ok &= tj_json_push(list, owner_ref(s));
-    if (ok && cJSON_GetArraySize(list) == 0) /* null removes the field */
-        ok &= cJSON_ReplaceItemInObjectCaseSensitive(meta, "ownerReferences", cJSON_CreateNull());
-    char *text = ok ? cJSON_PrintUnformatted(patch) : NULL;
-    cJSON_Delete(patch);
-    if (!text)
-        return kiln_fail(err, KILN_ENOMEM, "out of memory");
-    *out = text;
-    return 0;
+    /* Other owners stay; with none left the field goes. */
+    *out = tj_json_meta_list_patch(pvc, "ownerReferences", is_our_owner, s,
+                                   s->storage_retain ? NULL : owner_ref(s), 1);
+    return *out ? 0 : kiln_fail(err, KILN_ENOMEM, "out of memory");
 }
 
 /* ------------------------------------------------------------ clean-up */

@@ -91,32 +91,6 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: tlsready}
-spec:
-  volumes: [{name: tls, secret: {secretName: probe-tls}}]
-  containers:
-  - name: c
-    image: busybox
-    env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]
-    command: [/bin/sh, -c, 'exec openssl s_server -accept "$POD_IP:8443" -cert /tls/tls.crt -key /tls/tls.key -www -quiet']
-    volumeMounts: [{name: tls, mountPath: /tls}]
-    readinessProbe: {httpGet: {port: 8443, scheme: HTTPS, path: /}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: tlsplain}
-spec:
-  volumes: [{name: tls, secret: {secretName: probe-tls}}]
-  containers:
-  - name: c
-    image: busybox
-    env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]
-    command: [/bin/sh, -c, 'exec openssl s_server -accept "$POD_IP:8443" -cert /tls/tls.crt -key /tls/tls.key -www -quiet']
-    volumeMounts: [{name: tls, mountPath: /tls}]
-    readinessProbe: {httpGet: {port: 8443, path: /}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Pod
 metadata: {name: headers}
 spec:
   containers:
@@ -138,6 +112,26 @@ spec:
       httpGet: {port: 8080, path: /healthz, httpHeaders: [{name: X-Probe-Token, value: s3cret}, {name: Host, value: svc.example}]}
       periodSeconds: 1
 YAML
+
+# Two openssl s_server pods, probed over HTTPS and (wrongly) over HTTP.
+tls_pod() { # NAME SCHEME
+    cat <<YAML
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: $1}
+spec:
+  volumes: [{name: tls, secret: {secretName: probe-tls}}]
+  containers:
+  - name: c
+    image: busybox
+    env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]
+    command: [/bin/sh, -c, 'exec openssl s_server -accept "\$POD_IP:8443" -cert /tls/tls.crt -key /tls/tls.key -www -quiet']
+    volumeMounts: [{name: tls, mountPath: /tls}]
+    readinessProbe: {httpGet: {port: 8443, scheme: $2, path: /}, periodSeconds: 1}
+YAML
+}
+{ tls_pod tlsready HTTPS; tls_pod tlsplain HTTP; } | kubectl apply -f - >/dev/null
 
 eventually 10 "startup probe pending: running but not started" bash -c "[[ \"\$(kubectl get pod slowstart -o jsonpath='{.status.containerStatuses[0].state.running.startedAt}|{.status.containerStatuses[0].started}')\" == ?*'|false' ]]"
 
