@@ -61,6 +61,19 @@ static int store_put(kl_api *api, const kl_res *r, cJSON *obj, kl_resp *resp)
     return rc;
 }
 
+/* The API server serializes ObjectMeta's lists and maps with omitempty:
+ * emptied finalizers, ownerReferences, labels or annotations are gone from
+ * the stored object, not [] or {} (clients read "" through jsonpath). */
+static void drop_empty_meta(cJSON *md)
+{
+    static const char *const fields[] = {"finalizers", "ownerReferences", "labels", "annotations"};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, fields[i]);
+        if (v && (cJSON_IsNull(v) || ((cJSON_IsArray(v) || cJSON_IsObject(v)) && !v->child)))
+            cJSON_DeleteItemFromObjectCaseSensitive(md, fields[i]);
+    }
+}
+
 int kl_api_write(kl_api *api, kl_res *r, cJSON *obj, kiln_error *err)
 {
     cJSON *md = meta(obj);
@@ -80,6 +93,7 @@ int kl_api_write(kl_api *api, kl_res *r, cJSON *obj, kiln_error *err)
     }
     if (r->track_generation && !cJSON_GetObjectItemCaseSensitive(md, "generation"))
         cJSON_AddNumberToObject(md, "generation", 1);
+    drop_empty_meta(md);
     const char *ns = r->namespaced ? jstr(md, "namespace") : "";
     char name[256];
     snprintf(name, sizeof(name), "%s", jstr0(md, "name"));
@@ -131,6 +145,7 @@ static void finish_update(kl_api *api, kl_res *r, const cJSON *cur, cJSON *obj, 
         if (v)
             cJSON_AddItemToObject(md, keep[i], cJSON_Duplicate(v, 1));
     }
+    drop_empty_meta(md);
     if (!jstr(obj, "apiVersion") || !jstr(obj, "kind")) {
         char av[256];
         jset_str(obj, "apiVersion", kl_res_api_version(r, av, sizeof(av)));
@@ -323,6 +338,7 @@ static void do_create_obj(kl_api *api, const target *t, cJSON *obj, const kl_req
     cJSON_AddStringToObject(md, "creationTimestamp", now);
     if (r->track_generation)
         cJSON_AddNumberToObject(md, "generation", 1);
+    drop_empty_meta(md);
     if (r->has_status && !(r->builtin && (!strcmp(r->kind, "Namespace") ||
                                           !strcmp(r->kind, "PersistentVolumeClaim") ||
                                           !strcmp(r->kind, "Node"))))

@@ -118,6 +118,11 @@ check "explain uses the CRD schema" bash -c "kubectl explain wd.spec | grep -q '
 check "delete CRD" timeout 20 kubectl delete crd widgets.test.kiln.dev
 eventually 5 "resource gone from discovery" bash -c "! kubectl get wd 2>/dev/null"
 
+# emptied metadata lists are dropped (omitempty), not stored as []
+kubectl patch cm cfg --type merge -p '{"metadata":{"finalizers":["kiln.dev/test"]}}' >/dev/null
+kubectl patch cm cfg --type merge -p '{"metadata":{"finalizers":[],"ownerReferences":[]}}' >/dev/null
+check "emptied finalizers and ownerReferences are absent" test "$(kubectl get cm cfg -o jsonpath='{.metadata.finalizers}{.metadata.ownerReferences}')" = ""
+
 # fault injection: 20 % of requests answered 429/503 with Retry-After; client-go retries
 server=$(kubectl config view --raw -o jsonpath='{.clusters[0].cluster.server}')
 token=$(kubectl config view --raw -o jsonpath='{.users[0].user.token}')
