@@ -129,7 +129,13 @@ wait "$client_pid"
 client_pid=
 pass "(d) rolled out to $served"
 
-"$PY" - "$TEST_TMP/client.jsonl" "$a0" "$a1" "$b0" "$b1" "$d0" <<'PYEOF' || fail "client saw a failure outside the allowed windows"
+# On a failure: what the pods and the controller did, for the post-mortem.
+timeline() {
+  kubectl get events -o custom-columns=T:.lastTimestamp,OBJ:.involvedObject.name,R:.reason,M:.message \
+    --sort-by=.lastTimestamp | grep -E 'heal-serve|heal ' >&2 || true
+  grep -E '"(POST|DELETE)".*"pods' "$env_dir/kubelite/requests.log" | grep kiln-controller | cut -c1-200 >&2 || true
+}
+"$PY" - "$TEST_TMP/client.jsonl" "$a0" "$a1" "$b0" "$b1" "$d0" <<'PYEOF' || { timeline; fail "client saw a failure outside the allowed windows"; }
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
 a0, a1, b0, b1, d0 = map(float, sys.argv[2:])
@@ -138,6 +144,12 @@ bad = [r for r in recs if "code" in r and (r["code"] != 200 or not r.get("valid"
 assert not bad, f"invalid answers: {bad[:3]}"
 refused = [r for r in recs if "error" in r]
 outside = [r for r in refused if not (a0 <= r["t"] <= a1 + 1 or b0 <= r["t"] <= b1 + 1)]
+if outside:
+    t = outside[0]["t"]
+    near = [r for r in recs if abs(r["t"] - t) < 1.0]
+    print("client records within 1 s of the first failure:", file=sys.stderr)
+    for r in near:
+        print("  ", json.dumps(r), file=sys.stderr)
 assert not outside, (f"connection failures outside (a)/(b): {outside[:3]} "
                      f"(a: {a0:.2f}-{a1:.2f}, b: {b0:.2f}-{b1:.2f}, d from {d0:.2f})")
 versions = [(r["t"], r["version"]) for r in recs if r.get("version")]
