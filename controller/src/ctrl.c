@@ -344,6 +344,58 @@ static void pods_seen(ctrl *c, const cJSON *pods)
     pthread_mutex_unlock(&c->claims_mu);
 }
 
+/* Serving pods get generated names, so a create repeated by a reconcile
+ * that ran before the cache showed the first one would not meet
+ * AlreadyExists: it would make a second pod (deleted again at once). The
+ * generated name is expected like a trial pod's, and while one of the
+ * job's is, no serving pod is created. */
+static int create_serving_pod(ctrl *c, const char *key, const char *ns, const cJSON *pod)
+{
+    kube_err e;
+    kube_err_init(&e);
+    cJSON *made = NULL;
+    int rc = kube_create(c->client, &kube_res_pods, ns, pod, &made, &e);
+    atomic_fetch_add(&c->writes, 1);
+    if (rc) {
+        log_api_error("cannot create a serving pod", key, &e);
+    } else {
+        atomic_fetch_add(&c->pods_created, 1);
+        if (made && kube_obj_name(made))
+            pod_expect(c, ns, kube_obj_name(made));
+    }
+    cJSON_Delete(made);
+    kube_err_release(&e);
+    return rc;
+}
+
+typedef struct serve_scan {
+    char prefix[600]; /* "ns/<job>-serve-" */
+    int64_t now;
+    int found;
+} serve_scan;
+
+static int scan_expect(const char *k, void *val, void *ud)
+{
+    serve_scan *sc = ud;
+    const int64_t *t = val;
+    if (!strncmp(k, sc->prefix, strlen(sc->prefix)) && sc->now - *t < EXPECT_MS)
+        sc->found = 1;
+    return sc->found;
+}
+
+/* 1 while a serving pod this process created for job is not in the cache. */
+static int serving_create_pending(ctrl *c, const cJSON *job)
+{
+    serve_scan sc = {.now = ktime_mono_ms()};
+    if (snprintf(sc.prefix, sizeof sc.prefix, "%s/%s-serve-", kube_obj_namespace(job),
+                 kube_obj_name(job)) >= (int)sizeof sc.prefix)
+        return 0;
+    pthread_mutex_lock(&c->claims_mu);
+    kube_map_foreach(c->expect, scan_expect, &sc);
+    pthread_mutex_unlock(&c->claims_mu);
+    return sc.found;
+}
+
 /* 1 when the cached job is a version this process already wrote past: the
  * newer version's watch event queues the key again. */
 static int stale_skip(ctrl *c, const char *key, const cJSON *job)
@@ -465,8 +517,7 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
     for (int i = 0; i < sv->n_deletes && !rc; i++)
         rc = delete_pod(c, key, ns, sv->deletes[i], "cannot delete a serving pod");
     for (int i = 0; i < sv->n_creates && !rc; i++)
-        rc = create_obj(c, key, &kube_res_pods, ns, sv->creates[i], "cannot create a serving pod",
-                        NULL, 0);
+        rc = create_serving_pod(c, key, ns, sv->creates[i]);
     for (int i = 0; i < sv->n_events; i++)
         kube_event_record(c->events, job, sv->events[i].type, sv->events[i].reason, "%s",
                           sv->events[i].message);
@@ -559,6 +610,13 @@ static int plan_serving(ctrl *c, const cJSON *job, const cJSON *const *pods, int
     cJSON_Delete(svc);
     if (rc)
         return rc;
+    if (sv->n_creates && serving_create_pending(c, job)) {
+        for (int i = 0; i < sv->n_creates; i++)
+            cJSON_Delete(sv->creates[i]);
+        sv->n_creates = 0;
+        if (sv->requeue_after_ms <= 0 || sv->requeue_after_ms > 500)
+            sv->requeue_after_ms = 500;
+    }
     cJSON *st = base ? cJSON_Duplicate(base, 1) : cJSON_CreateObject();
     if (!st)
         return kiln_fail(err, KILN_ENOMEM, "out of memory");

@@ -165,6 +165,13 @@ kubectl get events --field-selector involvedObject.name=heal -o json > "$TEST_TM
 [ "$(json "$TEST_TMP/events.json" 'sum(e["reason"] == "ServingPodFailed" for e in j["items"])')" -ge 1 ] \
   || fail "no ServingPodFailed event"
 pass "restarts recorded ($restarts) and Events for the recovery"
+# One new serving pod per need: the first, at most one replacement each in
+# (a) and (b), the rollout in (d); a create repeated before the cache
+# showed the first would make more.
+kubectl get events -o json > "$TEST_TMP/all-events.json"
+started=$(json "$TEST_TMP/all-events.json" 'len({e["involvedObject"]["name"] for e in j["items"] if e["reason"] == "Started" and e["involvedObject"]["name"].startswith("heal-serve-")})')
+[ "$started" -ge 3 ] && [ "$started" -le 4 ] || { timeline; fail "$started serving pods started, want 3 or 4"; }
+pass "$started serving pods in all: no duplicate creates"
 # ready means the pod answers /v1/models/heal with the recorded checkpoint
 for _ in $(seq 50); do
   [ "$(kubectl get tj heal -o jsonpath='{.status.serving.ready}')" = true ] && break
