@@ -108,14 +108,63 @@ const cJSON *kl_kpod_spec(const cJSON *pod, const kl_kctr *c)
     return NULL;
 }
 
+/* The first child of pid, or -1 (from /proc/PID/task/PID/children). */
+static pid_t first_child(pid_t pid)
+{
+    char path[64], buf[64];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    int child = -1;
+    if (!fgets(buf, sizeof(buf), f) || sscanf(buf, "%d", &child) != 1)
+        child = -1;
+    fclose(f);
+    return child;
+}
+
+static int is_bwrap(pid_t pid)
+{
+    char path[64], comm[32] = "";
+    snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    int ok = fgets(comm, sizeof(comm), f) != NULL;
+    fclose(f);
+    return ok && !strncmp(comm, "bwrap", 5);
+}
+
+/* The container's own first process: below bwrap, and below the bwrap
+ * that is init of the container's PID namespace. -1 when not (yet) there. */
+static pid_t main_process(pid_t sandbox)
+{
+    pid_t p = sandbox;
+    for (int depth = 0; depth < 4 && p > 0; depth++) {
+        if (!is_bwrap(p))
+            return p;
+        p = first_child(p);
+    }
+    return -1;
+}
+
 void kl_kctr_kill(kl_kctr *c, int sig)
 {
-    /* The child called setsid(): its pid is the group of the whole
-     * sandbox, bwrap and everything it started. */
-    if (c->running && c->pid > 0) {
-        kill(-c->pid, sig);
-        kill(c->pid, sig);
+    if (!c->running || c->pid <= 0)
+        return;
+    /* A graceful stop signals the container's first process alone, as a
+     * runtime signals the container's PID 1: bwrap would die of the
+     * signal and take the container down at once, with no time to finish
+     * its work. */
+    if (sig != SIGKILL) {
+        pid_t m = main_process(c->pid);
+        if (m > 0 && kill(m, sig) == 0)
+            return;
     }
+    /* SIGKILL, or no process found: the child called setsid(), so its pid
+     * is the group of the whole sandbox, bwrap and everything it started. */
+    kill(-c->pid, sig);
+    kill(c->pid, sig);
 }
 
 void kl_kpod_kill(kl_kpod *p, int sig)

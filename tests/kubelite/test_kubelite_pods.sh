@@ -128,6 +128,39 @@ pod=$(kubectl get pods -l app=web -o jsonpath='{.items[0].metadata.name}')
 check "graceful delete returns" timeout 20 kubectl delete pod "$pod"
 eventually 10 "replacement pod created" bash -c "[ \"\$(kubectl get pods -l app=web --no-headers | wc -l)\" -ge 2 ]"
 
+# graceful deletion: SIGTERM reaches the container's own process, which
+# finishes its work within the grace period; one that ignores SIGTERM is
+# killed when the grace period ends
+mkdir -p "$KL_DIR/drain"
+cat <<YAML | kubectl apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: drain}
+spec:
+  terminationGracePeriodSeconds: 10
+  volumes: [{name: out, hostPath: {path: "$KL_DIR/drain"}}]
+  containers:
+  - name: c
+    image: busybox
+    command: [/bin/sh, -c, 'trap "sleep 1; echo drained > /out/done; exit 0" TERM; echo up > /out/up; while :; do sleep 0.1; done']
+    volumeMounts: [{name: out, mountPath: /out}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: stubborn}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    command: [/bin/sh, -c, 'trap "" TERM; while :; do sleep 0.1; done']
+YAML
+eventually 15 "drain pod up" test -f "$KL_DIR/drain/up"
+eventually 15 "stubborn pod running" bash -c "[ \"\$(kubectl get pod stubborn -o jsonpath='{.status.phase}')\" = Running ]"
+check "delete waits for the container to finish" timeout 20 kubectl delete pod drain
+check "SIGTERM let the container finish its work" grep -q drained "$KL_DIR/drain/done"
+check "a container that ignores SIGTERM is killed after its grace period" timeout 20 kubectl delete pod stubborn
+
 # fault injection: kill a pod's process; restartPolicy Always brings it back
 kubectl run kill-me --image=busybox --command -- /bin/sleep 300 >/dev/null
 eventually 10 "kill-me running" bash -c "[ \"\$(kubectl get pod kill-me -o jsonpath='{.status.phase}')\" = Running ]"
