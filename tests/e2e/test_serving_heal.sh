@@ -13,6 +13,14 @@ client_pid=
 on_exit() { if [ -n "$client_pid" ]; then kill "$client_pid" 2>/dev/null; fi; }
 env_up
 now() { date +%s.%N; }
+# On a failure: what the pods and the controller did, for the post-mortem.
+timeline() {
+  kubectl get events -o custom-columns=T:.lastTimestamp,OBJ:.involvedObject.name,R:.reason,M:.message \
+    --sort-by=.lastTimestamp | grep -E 'heal-serve|heal ' >&2 || true
+  kubectl get pods -o wide >&2
+  tail -n 30 "$env_dir/controller.log" >&2
+  grep -E '"(POST|DELETE)".*"pods' "$env_dir/kubelite/requests.log" | grep kiln-controller | cut -c1-260 >&2 || true
+}
 
 cat > "$TEST_TMP/tj.yaml" <<YAML
 apiVersion: kiln.dev/v1alpha1
@@ -82,7 +90,7 @@ pod=$(serving_pod)
 a0=$(now)
 kubelite_fault "{\"killPod\":\"default/$pod\"}" || fail "killPod"
 sleep 0.5
-wait_serving_again 10 || fail "(a) serving did not come back within 10 s"
+wait_serving_again 10 || { timeline; fail "(a) serving did not come back within 10 s"; }
 a1=$(now)
 pass "(a) serving process killed: back in $(echo "$a1 - $a0" | bc) s"
 
@@ -91,7 +99,7 @@ pod=$(serving_pod)
 b0=$(now)
 kubectl delete pod "$pod" --wait=false >/dev/null
 sleep 0.5
-wait_serving_again 10 || fail "(b) no replacement pod within 10 s"
+wait_serving_again 10 || { timeline; fail "(b) no replacement pod within 10 s"; }
 # (b) lasts until the deleted pod is gone: while it terminates it may
 # still refuse connections
 kubectl wait --for=delete "pod/$pod" --timeout=30s >/dev/null 2>&1 || true
@@ -129,12 +137,6 @@ wait "$client_pid"
 client_pid=
 pass "(d) rolled out to $served"
 
-# On a failure: what the pods and the controller did, for the post-mortem.
-timeline() {
-  kubectl get events -o custom-columns=T:.lastTimestamp,OBJ:.involvedObject.name,R:.reason,M:.message \
-    --sort-by=.lastTimestamp | grep -E 'heal-serve|heal ' >&2 || true
-  grep -E '"(POST|DELETE)".*"pods' "$env_dir/kubelite/requests.log" | grep kiln-controller | cut -c1-200 >&2 || true
-}
 "$PY" - "$TEST_TMP/client.jsonl" "$a0" "$a1" "$b0" "$b1" "$d0" <<'PYEOF' || { timeline; fail "client saw a failure outside the allowed windows"; }
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
