@@ -55,9 +55,12 @@ kubectl apply -f "$root/crds/" >/dev/null || fail "cannot apply the CRD"
 kubectl wait --for condition=Established crd/trainingjobs.kiln.dev --timeout=60s >/dev/null \
   || fail "the CRD did not become Established"
 
+# The log exists before the loop below reads it: the background job's own
+# redirection may not have run yet.
+: > "$dir/controller.log"
 setsid "$build/controller/src/kiln-controller" --kubeconfig "$dir/kubeconfig" \
   --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0 \
-  >"$dir/controller.log" 2>&1 </dev/null &
+  >>"$dir/controller.log" 2>&1 </dev/null &
 echo $! > "$dir/controller.pid"
 port=
 for _ in $(seq 300); do
