@@ -33,6 +33,10 @@ pass "manifests/default: server-side apply, twice, and the samples validate"
 
 kubectl delete -f "$TEST_TMP/default.yaml" --wait=true --timeout=60s >/dev/null 2>&1 || true
 kubectl wait --for=delete crd/trainingjobs.kiln.dev --timeout=60s >/dev/null 2>&1 || true
+# the namespace goes after its contents; helm cannot create in it meanwhile
+kubectl wait --for=delete namespace/kiln-system --timeout=60s >/dev/null 2>&1 || true
+[ -z "$(kubectl get namespace kiln-system -o name 2>/dev/null)" ] \
+  || fail "namespace kiln-system still there after deleting manifests/default: $(kubectl get namespace kiln-system -o jsonpath='{.status}')"
 
 helm install kiln "$KILN_SOURCE_DIR/charts/kiln" -n kiln-system --create-namespace > "$TEST_TMP/helm.out" 2>&1 \
   || { cat "$TEST_TMP/helm.out" >&2; fail "helm install"; }
