@@ -626,32 +626,40 @@ static void deployments(kl_ctrl *c)
 }
 
 /* Whether the writes since the last pass can matter to the garbage
- * collector: a deletion, a deletionTimestamp, or ownerReferences. The full
- * scan is O(objects), so a write-heavy load of unrelated objects skips it. */
+ * collector: 2 for a deletion or a deletionTimestamp (dependents wait on
+ * it), 1 for a write of an object with ownerReferences (its owner may be
+ * gone already, which is rare), 0 for neither. The full scan is
+ * O(objects), so a write-heavy load of unrelated objects skips it. */
 static int gc_needed(kl_ctrl *c)
 {
     kl_store *st = kl_api_store(c->api);
     if (kl_store_hist_floor(st) > c->last_rv)
-        return 1; /* history overflowed: we cannot tell */
+        return 2; /* history overflowed: we cannot tell */
+    int need = 0;
     for (const kl_event *ev = kl_store_event_after(st, c->last_rv); ev;
          ev = kl_store_event_after(st, ev->rv)) {
         const cJSON *md = meta(ev->obj);
-        if (ev->type == KL_DELETED || cJSON_GetObjectItemCaseSensitive(md, "deletionTimestamp") ||
-            cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(md, "ownerReferences")) > 0)
-            return 1;
+        if (ev->type == KL_DELETED || cJSON_GetObjectItemCaseSensitive(md, "deletionTimestamp"))
+            return 2;
+        if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(md, "ownerReferences")) > 0)
+            need = 1;
     }
-    return 0;
+    return need;
 }
 
-void kl_ctrl_tick(void *ctx)
+int kl_ctrl_tick(void *ctx)
 {
     kl_ctrl *c = ctx;
     uint64_t rv = kl_store_rv(kl_api_store(c->api));
     int64_t now = ktime_mono_ms();
-    if (rv == c->last_rv && now - c->last_full_ms < 2000)
-        return;
+    if (now - c->last_full_ms < 100 || (rv == c->last_rv && now - c->last_full_ms < 2000))
+        return 0;
     c->last_full_ms = now;
-    if (gc_needed(c) || now - c->last_gc_ms >= 5000) {
+    /* Dependents created in a burst (every trial pod has an owner) wait up
+     * to a second: scanning every object on each pass of a burst cost the
+     * API server more than the burst itself. */
+    int need = gc_needed(c);
+    if (need == 2 || (need == 1 && now - c->last_gc_ms >= 1000) || now - c->last_gc_ms >= 5000) {
         c->last_gc_ms = now;
         gc(c);
         namespaces(c);
@@ -659,4 +667,5 @@ void kl_ctrl_tick(void *ctx)
     deployments(c);
     replicasets(c);
     c->last_rv = kl_store_rv(kl_api_store(c->api));
+    return 0;
 }

@@ -16,8 +16,9 @@ typedef struct kl_ctrl kl_ctrl;
 int kl_ctrl_new(kl_api *api, kl_ctrl **out, kiln_error *err);
 void kl_ctrl_free(kl_ctrl *c);
 
-/* One pass of every controller (cheap when nothing changed). */
-void kl_ctrl_tick(void *ctx);
+/* One pass of every controller (cheap when nothing changed), at most
+ * every 100 ms however often it is called. Returns 0. */
+int kl_ctrl_tick(void *ctx);
 
 /* The pod-template-hash of a template: 8-10 characters from the
  * Kubernetes safe alphabet. Exposed for tests. */

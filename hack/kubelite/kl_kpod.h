@@ -57,7 +57,8 @@ typedef struct kl_kpod {
     int deadline_hit;
     int64_t kill_at_ms; /* graceful deletion: SIGKILL at */
     int terminating;
-    int gone; /* removed from the store */
+    int gone;    /* removed from the store */
+    int settled; /* terminal phase written, nothing runs: unchanged until deleted */
 } kl_kpod;
 
 /* A record for pod (its uid, name, containers and limits); dir is the

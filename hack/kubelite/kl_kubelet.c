@@ -12,6 +12,7 @@
 #include "kl_kubelet.h"
 
 #include <fcntl.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,12 +31,21 @@
 #define BACKOFF_START_MS 1000
 #define BACKOFF_MAX_MS   60000
 
+typedef struct pod_key {
+    char ns[254], name[254], uid[64];
+} pod_key;
+
 struct kl_kubelet {
     kl_api *api;
     char dir[4096];
     kl_sandbox *sb;
     kl_kpod **pods;
     size_t n_pods;
+    kl_kpod **index; /* open addressing by uid over pods, 0 or a power of two */
+    size_t index_cap;
+    pod_key *deferred; /* new pods left for later by the start budget */
+    size_t n_deferred;
+    int64_t last_full_ms;
     unsigned ip_next;
     int64_t last_node_ms;
     kl_svc *svc;
@@ -111,11 +121,49 @@ static void ensure_node(kl_kubelet *k)
 
 /* ---- pod table ---- */
 
+/* The pods by uid: every tick looks each of the node's pods up, which a
+ * scan made quadratic in the number of pods. */
+static size_t uid_slot(const char *uid, size_t cap)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *c = (const unsigned char *)uid; *c; c++)
+        h = (h ^ *c) * 1099511628211ULL;
+    return (size_t)h & (cap - 1);
+}
+
+static void index_put(kl_kpod **slots, size_t cap, kl_kpod *p)
+{
+    size_t i = uid_slot(p->uid, cap);
+    while (slots[i])
+        i = (i + 1) & (cap - 1);
+    slots[i] = p;
+}
+
+/* Rebuilds the index at a load of at most one half. On allocation
+ * failure the index is dropped and lookups fall back to a scan. */
+static void index_rebuild(kl_kubelet *k)
+{
+    size_t cap = 64;
+    while (cap < 2 * k->n_pods)
+        cap *= 2;
+    free(k->index);
+    k->index = calloc(cap, sizeof(*k->index));
+    k->index_cap = k->index ? cap : 0;
+    for (size_t i = 0; k->index && i < k->n_pods; i++)
+        index_put(k->index, cap, k->pods[i]);
+}
+
 static kl_kpod *find_pod(kl_kubelet *k, const char *uid)
 {
-    for (size_t i = 0; i < k->n_pods; i++)
-        if (!strcmp(k->pods[i]->uid, uid))
-            return k->pods[i];
+    if (!k->index_cap) {
+        for (size_t i = 0; i < k->n_pods; i++)
+            if (!strcmp(k->pods[i]->uid, uid))
+                return k->pods[i];
+        return NULL;
+    }
+    for (size_t i = uid_slot(uid, k->index_cap); k->index[i]; i = (i + 1) & (k->index_cap - 1))
+        if (!strcmp(k->index[i]->uid, uid))
+            return k->index[i];
     return NULL;
 }
 
@@ -146,6 +194,10 @@ static kl_kpod *add_pod(kl_kubelet *k, const cJSON *pod)
     if (kl_kpod_new(pod, k->dir, ip, &p) != 0)
         return NULL;
     k->pods[k->n_pods++] = p;
+    if (k->index_cap && 2 * k->n_pods <= k->index_cap)
+        index_put(k->index, k->index_cap, p);
+    else
+        index_rebuild(k);
     kl_sandbox_prepare(k->sb, pod, p);
     return p;
 }
@@ -633,6 +685,8 @@ void kl_kubelet_free(kl_kubelet *k)
         kl_kpod_free(k->pods[i]);
     }
     free(k->pods);
+    free(k->index);
+    free(k->deferred);
     kl_sandbox_free(k->sb);
     kl_svc_free(k->svc);
     kl_api_set_log_handler(k->api, NULL, NULL);
@@ -641,25 +695,66 @@ void kl_kubelet_free(kl_kubelet *k)
     free(k);
 }
 
-void kl_kubelet_tick(void *ctx)
+/* After a pass: a pod whose terminal phase is in the store and whose
+ * processes are gone changes no more until it is deleted. */
+static void settle(kl_store *st, kl_res *r, kl_kpod *p)
+{
+    if (p->terminating || kl_kpod_any_running(p))
+        return;
+    const cJSON *cur = kl_store_get(st, r->rkey, p->ns, p->name);
+    const char *ph = kl_kpod_jstr(cJSON_GetObjectItemCaseSensitive(cur, "status"), "phase");
+    p->settled = ph && (!strcmp(ph, "Succeeded") || !strcmp(ph, "Failed"));
+}
+
+/* Starts the pods the last full pass left over, for at most the start
+ * budget; the others wait for the next call. Returns 1 while some wait. */
+static int start_deferred(kl_kubelet *k, int64_t t0)
+{
+    kl_store *st = kl_api_store(k->api);
+    kl_res *r = pods_res(k);
+    size_t i = 0;
+    for (; i < k->n_deferred && ktime_mono_ms() - t0 < KL_KUBELET_START_BUDGET_MS; i++) {
+        const pod_key *pk = &k->deferred[i];
+        const cJSON *pod = kl_store_get(st, r->rkey, pk->ns, pk->name);
+        /* Gone, replaced, started already, or being deleted: the next
+         * full pass deals with it. */
+        if (!pod || strcmp(kl_kpod_jstr0(meta(pod), "uid"), pk->uid) != 0 || find_pod(k, pk->uid) ||
+            cJSON_GetObjectItemCaseSensitive(meta(pod), "deletionTimestamp"))
+            continue;
+        kl_kpod *p = add_pod(k, pod);
+        if (!p)
+            continue;
+        sync_pod(k, pod, p);
+        settle(st, r, p);
+    }
+    k->n_deferred -= i;
+    memmove(k->deferred, k->deferred + i, k->n_deferred * sizeof(*k->deferred));
+    return k->n_deferred > 0;
+}
+
+int kl_kubelet_tick(void *ctx)
 {
     kl_kubelet *k = ctx;
+    int64_t t0 = ktime_mono_ms();
+    /* Between full passes (every 100 ms), only the starts left over. */
+    if (k->n_deferred && t0 - k->last_full_ms < 100)
+        return start_deferred(k, t0);
+    k->last_full_ms = t0;
+    k->n_deferred = 0;
+    int64_t start_ms = 0; /* spent starting new pods in this pass */
     ensure_node(k);
     kl_store *st = kl_api_store(k->api);
     kl_res *r = pods_res(k);
     const cJSON **pods;
     size_t n;
     if (kl_store_list(st, r->rkey, NULL, &pods, &n) != 0)
-        return;
+        return 0;
     /* Copy identities first: status writes invalidate the borrowed list. */
-    typedef struct {
-        char ns[254], name[254], uid[64];
-    } key;
-    key *keys = n ? malloc(n * sizeof(*keys)) : NULL;
+    pod_key *keys = n ? malloc(n * sizeof(*keys)) : NULL;
     if (n && !keys) {
         /* Without the list every pod would look deleted: skip this tick. */
         free(pods);
-        return;
+        return 0;
     }
     size_t nk = 0;
     for (size_t i = 0; keys && i < n; i++) {
@@ -677,17 +772,30 @@ void kl_kubelet_tick(void *ctx)
         const cJSON *pod = kl_store_get(st, r->rkey, keys[i].ns, keys[i].name);
         if (!pod)
             continue;
+        int64_t s0 = 0; /* a pod new to this kubelet: when its start began */
         kl_kpod *p = find_pod(k, keys[i].uid);
         if (!p) {
             const char *ph = kl_kpod_jstr(cJSON_GetObjectItemCaseSensitive(pod, "status"), "phase");
             /* Terminal pods from before a restart are not run again. */
             if (ph && (!strcmp(ph, "Succeeded") || !strcmp(ph, "Failed")))
                 continue;
+            if (start_ms >= KL_KUBELET_START_BUDGET_MS) {
+                /* Pending until a call soon after this one starts it. */
+                pod_key *d = realloc(k->deferred, (k->n_deferred + 1) * sizeof(*d));
+                if (d) {
+                    k->deferred = d;
+                    d[k->n_deferred++] = keys[i];
+                }
+                continue;
+            }
+            s0 = ktime_mono_ms();
             p = add_pod(k, pod);
             if (!p)
                 continue;
         }
         p->gone = 0;
+        if (p->settled && !cJSON_GetObjectItemCaseSensitive(meta(pod), "deletionTimestamp"))
+            continue;
         if (!p->terminating && cJSON_GetObjectItemCaseSensitive(meta(pod), "deletionTimestamp")) {
             const cJSON *g = kl_table_jsonpath(pod, ".metadata.deletionGracePeriodSeconds");
             p->terminating = 1;
@@ -696,6 +804,7 @@ void kl_kubelet_tick(void *ctx)
             kl_kpod_kill(p, SIGTERM);
         }
         sync_pod(k, pod, p);
+        settle(st, r, p);
         if (p->terminating) {
             int any = kl_kpod_any_running(p);
             if (any && ktime_mono_ms() >= p->kill_at_ms)
@@ -705,6 +814,8 @@ void kl_kubelet_tick(void *ctx)
                 cJSON_GetArraySize(kl_table_jsonpath(cur, ".metadata.finalizers")) == 0)
                 kl_store_del(st, r->rkey, keys[i].ns, keys[i].name, NULL);
         }
+        if (s0)
+            start_ms += ktime_mono_ms() - s0;
     }
     free(keys);
     /* Pods removed from the store: stop their processes. */
@@ -718,6 +829,10 @@ void kl_kubelet_tick(void *ctx)
             k->pods[j++] = p;
         }
     }
-    k->n_pods = j;
+    if (j != k->n_pods) {
+        k->n_pods = j;
+        index_rebuild(k);
+    }
     kl_svc_sync(k->svc);
+    return k->n_deferred > 0;
 }

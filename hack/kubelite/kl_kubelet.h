@@ -20,6 +20,12 @@ typedef struct kl_kubelet kl_kubelet;
 int kl_kubelet_new(kl_api *api, const char *data_dir, const char *images_file,
                    kl_kubelet **out, kiln_error *err);
 void kl_kubelet_free(kl_kubelet *k);
-void kl_kubelet_tick(void *ctx);
+/* One sync pass over the node's pods. New pods are started for at most
+ * KL_KUBELET_START_BUDGET_MS per call (each costs a sandbox and a process
+ * launch, several ms on a loaded machine), so a burst of pods never holds
+ * the API server's thread for long; returns 1 when some were left for the
+ * next call, else 0. */
+#define KL_KUBELET_START_BUDGET_MS 10
+int kl_kubelet_tick(void *ctx);
 
 #endif

@@ -70,6 +70,12 @@ static const char *image_binary(kl_sandbox *sb, const char *image)
 
 int kl_sandbox_mkdirs(const char *path)
 {
+    /* The parents usually exist: one mkdir then, rather than one per
+     * component (each takes its parent directory's lock). */
+    if (mkdir(path, 0755) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return -1;
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s", path);
     for (char *s = tmp + 1; *s; s++) {

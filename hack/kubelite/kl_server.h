@@ -21,8 +21,10 @@ typedef struct kl_server_opts {
     const char *token;       /* bearer token (TLS mode) */
 } kl_server_opts;
 
-/* Called every tick (about 100 ms) from the service thread. */
-typedef void (*kl_tick_fn)(void *ctx);
+/* Called every tick (about 100 ms) from the service thread. Returns
+ * nonzero when it stopped with work left, to be called again as soon as
+ * the requests waiting meanwhile are served. */
+typedef int (*kl_tick_fn)(void *ctx);
 
 int kl_server_new(const kl_server_opts *o, kl_api *api, kl_server **out, kiln_error *err);
 void kl_server_free(kl_server *s);
