@@ -59,6 +59,7 @@ typedef struct kl_kpod {
     int terminating;
     int gone;    /* removed from the store */
     int settled; /* terminal phase written, nothing runs: unchanged until deleted */
+    int nice;    /* the pod's CPU weight as a niceness (kl_kpod_new) */
 } kl_kpod;
 
 /* A record for pod (its uid, name, containers and limits); dir is the

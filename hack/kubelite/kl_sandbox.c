@@ -721,6 +721,11 @@ void kl_sandbox_start(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, kl_kctr *c)
         cg_create(p, c);
     c->pid = spawn(&a, lp, c->mem_limit, c->cg);
     argv_free(&a);
+    /* Set from here once the child has exec'd: lowered in the child, this
+     * thread (suspended until that exec) would wait behind the very
+     * containers the priority yields to. Children inherit it. */
+    if (c->pid > 0 && p->nice > 0)
+        setpriority(PRIO_PGRP, (id_t)c->pid, p->nice); /* bwrap may have forked already */
     c->started = 1;
     c->running = c->pid > 0;
     c->exit_code = 0;

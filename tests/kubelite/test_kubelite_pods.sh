@@ -18,6 +18,40 @@ kubectl run ok --image=busybox --restart=Never --command -- /bin/sh -c 'exit 0' 
 eventually 20 "exit 0 reaches Succeeded" bash -c "[ \"\$(kubectl get pod ok -o jsonpath='{.status.phase}')\" = Succeeded ]"
 check "reason Completed" test "$(kubectl get pod ok -o jsonpath='{.status.containerStatuses[0].state.terminated.reason}')" = Completed
 
+# CPU weight by QoS class, as a niceness: BestEffort weighs least (19),
+# a 500m request about half a control-plane thread (3), a whole CPU as
+# much as one (0).
+cat <<'YAML' | kubectl apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: qos-besteffort}
+spec:
+  restartPolicy: Never
+  containers: [{name: c, image: busybox, command: [/bin/sh, -c, 'cut -d" " -f19 /proc/self/stat']}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: qos-half}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: c, image: busybox, command: [/bin/sh, -c, 'cut -d" " -f19 /proc/self/stat'], resources: {requests: {cpu: 500m}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: qos-one}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: c, image: busybox, command: [/bin/sh, -c, 'cut -d" " -f19 /proc/self/stat'], resources: {limits: {cpu: "1"}}}
+YAML
+for p in qos-besteffort qos-half qos-one; do
+  eventually 20 "$p succeeds" bash -c "[ \"\$(kubectl get pod $p -o jsonpath='{.status.phase}')\" = Succeeded ]"
+done
+check "BestEffort container runs at niceness 19" test "$(kubectl logs qos-besteffort)" = 19
+check "a 500m request runs at niceness 3" test "$(kubectl logs qos-half)" = 3
+check "a 1-CPU limit (the request it defaults) runs at niceness 0" test "$(kubectl logs qos-one)" = 0
+
 cat <<'YAML' | kubectl apply -f - >/dev/null
 apiVersion: v1
 kind: Pod
