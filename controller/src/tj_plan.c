@@ -106,6 +106,9 @@ static int add_event(tj_plan_out *p, const char *type, const char *reason, const
     return 0;
 }
 
+/* How long a trial's trainer runs before its record says Running. */
+#define RUNNING_RECORD_MS 3000
+
 static void requeue(tj_plan_out *p, int64_t ms)
 {
     if (ms < 1)
@@ -442,11 +445,23 @@ static int derive_trial(ctx *c, wtrial *w)
     }
     switch (p->phase) {
     case TJ_POD_PENDING:
-    case TJ_POD_RUNNING:
-        snprintf(w->phase, sizeof w->phase, "%s",
-                 p->phase == TJ_POD_RUNNING ? "Running" : "Pending");
+    case TJ_POD_RUNNING: {
+        const char *ph = p->phase == TJ_POD_RUNNING ? "Running" : "Pending";
+        /* A trial that ends within seconds goes from its launch to its
+         * result in one status write: Running is recorded only once the
+         * trainer has run for RUNNING_RECORD_MS (the reconcile is asked
+         * for then). */
+        if (p->phase == TJ_POD_RUNNING && p->has_started && strcmp(rp, "Running") != 0) {
+            int64_t left = RUNNING_RECORD_MS - ktime_diff_ms(c->now, p->started);
+            if (left > 0) {
+                ph = "Pending";
+                requeue(c->out, left);
+            }
+        }
+        snprintf(w->phase, sizeof w->phase, "%s", ph);
         snprintf(w->message, sizeof w->message, "%s", tj_json_str(r, "message", ""));
         return 0;
+    }
     case TJ_POD_SUCCEEDED: {
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(p->report, "metrics");
         if (!cJSON_IsObject(m)) {

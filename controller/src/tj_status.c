@@ -125,6 +125,8 @@ int tj_status_observe(const cJSON *pod, tj_pod_obs *o, kiln_error *err)
     const cJSON *cs = cJSON_GetArrayItem(tj_json_path(pod, "status.containerStatuses"), 0);
     const cJSON *term = tj_json_path(cs, "state.terminated");
     const char *phase = tj_json_str(pod, "status.phase", "Pending");
+    const char *run = tj_json_str(cs, "state.running.startedAt", NULL);
+    o->has_started = run && ktime_parse(run, &o->started, NULL) == 0;
     if (term) {
         o->exit_code = (int)tj_json_int(term, "exitCode", 1);
         o->phase = o->exit_code == 0 ? TJ_POD_SUCCEEDED : TJ_POD_FAILED;

@@ -40,8 +40,9 @@ typedef struct tj_pod_obs {
     char message[656];     /* for a failed pod: what went wrong, one line */
     char stall_reason[64]; /* ErrImagePull, ImagePullBackOff, ..., Unschedulable; "" */
     char stall_message[320];
-    int has_created, has_finished;
+    int has_created, has_started, has_finished;
     ktime created;  /* metadata.creationTimestamp */
+    ktime started;  /* the running container's state.running.startedAt */
     ktime finished; /* the container's terminated.finishedAt */
 } tj_pod_obs;
 

@@ -126,10 +126,16 @@ static void set_pod_status(cJSON *pod, cJSON *status)
     cJSON_ReplaceItemInObject(pod, "status", status);
 }
 
-static void pod_run(cJSON *pod)
+/* The pod's trainer starts running now. */
+static void pod_run(const world *w, cJSON *pod)
 {
-    set_pod_status(pod, parse("{\"phase\":\"Running\",\"containerStatuses\":[{\"name\":\"trainer\","
-                              "\"state\":{\"running\":{}}}]}"));
+    char t[KTIME_BUFSZ], buf[256];
+    ktime_format(w->env.now, 0, t, sizeof t);
+    snprintf(buf, sizeof buf,
+             "{\"phase\":\"Running\",\"containerStatuses\":[{\"name\":\"trainer\","
+             "\"state\":{\"running\":{\"startedAt\":\"%s\"}}}]}",
+             t);
+    set_pod_status(pod, parse(buf));
 }
 
 /* The trainer's report for a finished trial with this validation accuracy. */
@@ -412,8 +418,18 @@ static void test_success_records_and_plans_next(void)
     step(&w);
     cJSON *t0 = find_pod(&w, "demo-t0");
     KT_CHECK(t0 != NULL);
-    pod_run(t0);
+    pod_run(&w, t0);
     advance(&w, 1);
+    /* Running for a second: not recorded yet, the reconcile comes back
+     * when it would be. */
+    KT_EQ_INT(reconcile(&w), 0);
+    KT_CHECK(w.plan.requeue_after_ms > 0 && w.plan.requeue_after_ms <= 2000);
+    KT_CHECK(w.plan.status == NULL ||
+             strcmp(tj_json_str(cJSON_GetArrayItem(tj_json_path(w.plan.status, "trials"), 0),
+                                "phase", ""),
+                    "Running") != 0);
+    apply(&w);
+    advance(&w, 2);
     step(&w);
     KT_CHECK(!strcmp(st_str(&w, "phase"), "Running"));
     KT_CHECK(!strcmp(tj_json_str(record(&w, 0), "phase", ""), "Running"));
@@ -458,7 +474,8 @@ static void test_pods_created_before_their_records(void)
     apply(&w);
     KT_CHECK(tj_json_path(w.job, "status") == NULL);
     KT_EQ_INT(w.n, 2);
-    pod_run(find_pod(&w, "demo-t0"));
+    pod_run(&w, find_pod(&w, "demo-t0"));
+    advance(&w, 3);
     /* The next reconcile adopts both pods, creates nothing more and
      * records them. */
     KT_EQ_INT(reconcile(&w), 0);
@@ -522,8 +539,8 @@ static void test_goal_met_stop(void)
     world w;
     world_init(&w, SPEC(",\"tuning\":{\"maxTrials\":5,\"parallelism\":2}"));
     step(&w);
-    pod_run(find_pod(&w, "demo-t0"));
-    pod_run(find_pod(&w, "demo-t1"));
+    pod_run(&w, find_pod(&w, "demo-t0"));
+    pod_run(&w, find_pod(&w, "demo-t1"));
     advance(&w, 60);
     pod_succeed(&w, find_pod(&w, "demo-t0"), 0.93);
     KT_EQ_INT(reconcile(&w), 0);
@@ -708,7 +725,7 @@ static void test_spec_change_new_search(void)
     advance(&w, 5);
     pod_succeed(&w, find_pod(&w, "demo-t0"), 0.6);
     step(&w); /* t1 starts */
-    pod_run(find_pod(&w, "demo-t1"));
+    pod_run(&w, find_pod(&w, "demo-t1"));
     advance(&w, 5);
     /* The user edits the spec: a new generation. */
     cJSON_ReplaceItemInObject(cJSON_GetObjectItem(w.job, "metadata"), "generation",
@@ -882,8 +899,8 @@ static void test_conditions_keep_transition_time(void)
     snprintf(t0, sizeof t0, "%s",
              tj_json_str(condition(&w, "Reconciling"), "lastTransitionTime", ""));
     KT_CHECK(t0[0] != '\0');
+    pod_run(&w, find_pod(&w, "demo-t0"));
     advance(&w, 100);
-    pod_run(find_pod(&w, "demo-t0"));
     step(&w);
     KT_CHECK(w.plan.status != NULL); /* phase Pending -> Running */
     KT_CHECK(!strcmp(tj_json_str(condition(&w, "Reconciling"), "lastTransitionTime", ""), t0));
@@ -930,7 +947,7 @@ static void test_pending_pod_stalls(void)
               "\"reason\":\"Unschedulable\",\"message\":\"0/1 nodes: insufficient memory\"}]}"));
     step(&w);
     KT_CHECK(!strcmp(cond_reason(&w, "Stalled"), "Unschedulable"));
-    pod_run(find_pod(&w, "demo-t0"));
+    pod_run(&w, find_pod(&w, "demo-t0"));
     step(&w);
     KT_CHECK(!strcmp(cond_status(&w, "Stalled"), "False"));
     world_free(&w);
@@ -985,7 +1002,7 @@ static void test_vanished_pod_recreated(void)
     world w;
     world_init(&w, SPEC(",\"tuning\":{\"maxTrials\":3}"));
     step(&w);
-    pod_run(find_pod(&w, "demo-t0"));
+    pod_run(&w, find_pod(&w, "demo-t0"));
     advance(&w, 5);
     step(&w);
     /* Someone deletes the running pod (a drained node, kubectl delete). */
@@ -1115,8 +1132,8 @@ static void test_parallel_running_not_failed(void)
         KT_CHECK(strstr(w.plan.events[i].message, "failed") == NULL);
     }
     KT_EQ_INT(created, 3);
-    pod_run(find_pod(&w, "demo-t0"));
-    pod_run(find_pod(&w, "demo-t1"));
+    pod_run(&w, find_pod(&w, "demo-t0"));
+    pod_run(&w, find_pod(&w, "demo-t1"));
     advance(&w, 5);
     pod_fail(&w, find_pod(&w, "demo-t2"), 2, "boom");
     step(&w);
