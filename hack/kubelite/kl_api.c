@@ -550,7 +550,7 @@ static const char *verb_of(const kl_req *req, const target *t)
     return m;
 }
 
-static void log_request(kl_api *api, const kl_req *req, const target *t, int code)
+static void log_request(kl_api *api, const kl_req *req, const target *t, const kl_resp *resp)
 {
     if (!api->reqlog)
         return;
@@ -570,11 +570,13 @@ static void log_request(kl_api *api, const kl_req *req, const target *t, int cod
             cJSON_AddStringToObject(o, "namespace", t->ns);
         if (t->has_name)
             cJSON_AddStringToObject(o, "name", t->name);
+        else if (resp->created[0])
+            cJSON_AddStringToObject(o, "name", resp->created);
     }
     cJSON_AddStringToObject(o, "userAgent", req->user_agent ? req->user_agent : "");
     if (req->content_type)
         cJSON_AddStringToObject(o, "contentType", req->content_type);
-    cJSON_AddNumberToObject(o, "code", code);
+    cJSON_AddNumberToObject(o, "code", resp->code);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     /* Buffered: kl_api_flush_log() writes the lines of a whole batch of
@@ -727,5 +729,5 @@ void kl_api_handle(kl_api *api, const kl_req *req, kl_resp *resp)
                       "the server does not allow this method on the requested resource");
     }
 out:
-    log_request(api, req, t.res ? &t : NULL, resp->code);
+    log_request(api, req, t.res ? &t : NULL, resp);
 }

@@ -54,8 +54,9 @@ typedef struct kl_resp {
     size_t len;
     char warning[512];
     int retry_after;
-    kl_watch *watch;   /* set: stream watch events (body unused) */
+    kl_watch *watch;     /* set: stream watch events (body unused) */
     kl_log_stream *logs; /* set: stream a container log (malloc'd) */
+    char created[254];   /* a create's object name (the URL has none), for the request log */
 } kl_resp;
 
 typedef struct kl_api kl_api;

@@ -367,6 +367,7 @@ static void do_create_obj(kl_api *api, const target *t, cJSON *obj, const kl_req
     if (is_crd)
         kl_reg_add_crd(api->reg, stored, NULL);
     kla_json_of(resp, code, stored);
+    snprintf(resp->created, sizeof(resp->created), "%s", nmb);
 }
 
 int kl_api_create(kl_api *api, kl_res *r, cJSON *obj, kiln_error *err)
