@@ -35,6 +35,8 @@ check "scale subresource ($out)" test "$(kubectl get wd demo -o jsonpath='{.spec
 kubectl create configmap cfg --from-literal=a=1 >/dev/null
 kubectl patch cm cfg -p '{"data":{"b":"2"}}' >/dev/null
 check "strategic merge patch on a configmap" test "$(kubectl get cm cfg -o jsonpath='{.data.a}{.data.b}')" = 12
+check "the request log names a create's object (a POST's URL has no name)" \
+  grep -q '"method":"POST","path":"/api/v1/namespaces/default/configmaps",.*"name":"cfg",.*"code":201' "$KL_DIR/requests.log"
 out=$(kubectl patch wd demo --type=json -p '[{"op":"test","path":"/spec/goal","value":7}]' 2>&1)
 check "failed json patch test gives 422 ($out)" bash -c "echo '$out' | grep -q 'is invalid\|Invalid'"
 
