@@ -91,7 +91,7 @@ NOTES = {
     "status.trials": "The most recent trials.",
     "status.trials[].name": "Trial name (also its pod's name, <job>-t<index>).",
     "status.trials[].index": "Trial number within the job.",
-    "status.trials[].phase": "Pending, Running, Succeeded or Failed.",
+    "status.trials[].phase": "Pending, Running (once its trainer has run 3 s: a shorter trial goes from Pending to its result), Succeeded or Failed.",
     "status.trials[].params": "The architecture and hyperparameters the trial used.",
     "status.trials[].metrics": "Test (or validation) metrics of the trial.",
     "status.trials[].trainMetrics": "Training-set metrics, used to diagnose over- and underfitting.",
