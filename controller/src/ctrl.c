@@ -22,7 +22,6 @@
 #include "kube_obj.h"
 #include "kube_queue.h"
 #include "notify.h"
-#include "tj_json.h"
 #include "tj_plan.h"
 #include "tj_pod.h"
 #include "tj_serve.h"
@@ -452,35 +451,6 @@ static int launch_only(const cJSON *job, const tj_plan_out *p)
     return 1;
 }
 
-/* A job's first status write waits this long while its first trials are
- * still pending: a job that ends within it gets one status write, with
- * its result. */
-#define FIRST_WRITE_MS 3000
-
-/* The milliseconds the plan's status write can wait, or 0 to write now:
- * a job younger than FIRST_WRITE_MS with nothing recorded yet, whose
- * plan launches nothing and reports nothing but pending trials, the
- * status a restarted controller reads back from the pods alone. */
-static int64_t first_write_wait(const cJSON *job, const tj_plan_out *p)
-{
-    if (!p->status || p->n_creates || p->n_deletes || p->n_events ||
-        p->finalizer != TJ_FINALIZER_KEEP ||
-        cJSON_GetArraySize(tj_json_path(cJSON_GetObjectItemCaseSensitive(job, "status"), "trials")))
-        return 0;
-    const cJSON *t;
-    cJSON_ArrayForEach(t, tj_json_path(p->status, "trials"))
-    {
-        if (strcmp(tj_json_str(t, "phase", ""), "Pending") != 0)
-            return 0;
-    }
-    ktime created;
-    const char *ct = tj_json_str(job, "metadata.creationTimestamp", NULL);
-    if (!ct || ktime_parse(ct, &created, NULL) != 0)
-        return 0;
-    int64_t left = FIRST_WRITE_MS - ktime_diff_ms(ktime_now(), created);
-    return left > 0 ? left : 0;
-}
-
 static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, tj_serve_out *sv)
 {
     const char *ns = kube_obj_namespace(job);
@@ -523,7 +493,7 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
         cJSON_Delete(p->status); /* nothing written: the job's version stays current */
         p->status = NULL;
     }
-    int64_t wait = rc ? 0 : first_write_wait(job, p);
+    int64_t wait = rc ? 0 : tj_plan_first_write_wait(job, p, ktime_now());
     if (wait > 0) {
         cJSON_Delete(p->status); /* written on a later reconcile */
         p->status = NULL;

@@ -106,8 +106,11 @@ static int add_event(tj_plan_out *p, const char *type, const char *reason, const
     return 0;
 }
 
-/* How long a trial's trainer runs before its record says Running. */
-#define RUNNING_RECORD_MS 3000
+/* A trial that ends within this long after its trainer starts, in a job
+ * this young, goes from its launch to its result in one status write:
+ * neither its Running phase nor the job's first pending status is
+ * written before then (a reconcile is asked for at that mark). */
+#define SHORT_TRIAL_MS 3000
 
 static void requeue(tj_plan_out *p, int64_t ms)
 {
@@ -447,12 +450,9 @@ static int derive_trial(ctx *c, wtrial *w)
     case TJ_POD_PENDING:
     case TJ_POD_RUNNING: {
         const char *ph = p->phase == TJ_POD_RUNNING ? "Running" : "Pending";
-        /* A trial that ends within seconds goes from its launch to its
-         * result in one status write: Running is recorded only once the
-         * trainer has run for RUNNING_RECORD_MS (the reconcile is asked
-         * for then). */
+        /* Running is recorded once the trainer has run SHORT_TRIAL_MS. */
         if (p->phase == TJ_POD_RUNNING && p->has_started && strcmp(rp, "Running") != 0) {
-            int64_t left = RUNNING_RECORD_MS - ktime_diff_ms(c->now, p->started);
+            int64_t left = SHORT_TRIAL_MS - ktime_diff_ms(c->now, p->started);
             if (left > 0) {
                 ph = "Pending";
                 requeue(c->out, left);
@@ -1159,6 +1159,25 @@ static void ctx_release(ctx *c)
         cJSON_Delete(c->t[i].own_params);
     free(c->t);
     cJSON_Delete(c->best);
+}
+
+int64_t tj_plan_first_write_wait(const cJSON *job, const tj_plan_out *p, ktime now)
+{
+    if (!p->status || p->n_creates || p->n_deletes || p->n_events ||
+        p->finalizer != TJ_FINALIZER_KEEP || cJSON_GetArraySize(tj_json_path(job, "status.trials")))
+        return 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tj_json_path(p->status, "trials"))
+    {
+        if (strcmp(tj_json_str(t, "phase", ""), "Pending") != 0)
+            return 0;
+    }
+    ktime created;
+    const char *ct = tj_json_str(job, "metadata.creationTimestamp", NULL);
+    if (!ct || ktime_parse(ct, &created, NULL) != 0)
+        return 0;
+    int64_t left = SHORT_TRIAL_MS - ktime_diff_ms(now, created);
+    return left > 0 ? left : 0;
 }
 
 int tj_plan(const cJSON *job, const cJSON *const *pods, int n_pods, const tj_env *env,

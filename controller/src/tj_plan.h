@@ -109,6 +109,13 @@ void tj_plan_release(tj_plan_out *p);
 int tj_plan(const cJSON *job, const cJSON *const *pods, int n_pods, const tj_env *env,
             tj_plan_out *out, kiln_error *err);
 
+/* How long the status write of plan p (with the serving side merged in)
+ * may wait, in ms; 0: write it now. A job a few seconds old with nothing
+ * recorded yet, whose plan does nothing else and reports only pending
+ * trials, waits: a restarted controller reads the same back from the
+ * pods, and a job that ends by then gets one write, with its result. */
+int64_t tj_plan_first_write_wait(const cJSON *job, const tj_plan_out *p, ktime now);
+
 /* Plan building, shared with tj_final. Each returns 0 or KILN_ENOMEM.
  * add_delete ignores a name already planned; reason must be static;
  * add_create takes ownership of pod (freed on failure). */

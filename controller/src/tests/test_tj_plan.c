@@ -460,6 +460,38 @@ static void test_success_records_and_plans_next(void)
     world_free(&w);
 }
 
+/* A young job whose first trial is still pending may leave its first
+ * status write for later (one write then, if it ends soon); not once it
+ * is three seconds old, nor when the plan reports more than that. */
+static void test_first_status_waits_while_pending(void)
+{
+    world w;
+    world_init(&w, SPEC(""));
+    char t[KTIME_BUFSZ];
+    now_str(&w, t);
+    cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(w.job, "metadata"),
+                            "creationTimestamp", t);
+    KT_EQ_INT(reconcile(&w), 0);
+    KT_EQ_INT(w.plan.n_creates, 1);
+    KT_EQ_INT(tj_plan_first_write_wait(w.job, &w.plan, w.env.now), 0); /* it launches */
+    cJSON_Delete(w.plan.status); /* the controller leaves a launch's status out */
+    w.plan.status = NULL;
+    apply(&w);
+    advance(&w, 1);
+    KT_EQ_INT(reconcile(&w), 0);
+    KT_CHECK(w.plan.status != NULL);
+    int64_t wait = tj_plan_first_write_wait(w.job, &w.plan, w.env.now);
+    KT_CHECK(wait > 0 && wait <= 2000);
+    /* A trial past Pending is worth recording at once. */
+    cJSON *rec = cJSON_GetArrayItem(tj_json_path(w.plan.status, "trials"), 0);
+    cJSON_ReplaceItemInObjectCaseSensitive(rec, "phase", cJSON_CreateString("Running"));
+    KT_EQ_INT(tj_plan_first_write_wait(w.job, &w.plan, w.env.now), 0);
+    advance(&w, 2);
+    KT_EQ_INT(reconcile(&w), 0);
+    KT_EQ_INT(tj_plan_first_write_wait(w.job, &w.plan, w.env.now), 0); /* 3 s old */
+    world_free(&w);
+}
+
 /* The pods are the record of launched trials: a plan whose status write
  * is left out (the controller defers the write of a plan that only
  * launches trials) loses nothing, and launches nothing twice. */
@@ -1170,6 +1202,7 @@ int main(void)
     KT_RUN(test_success_records_and_plans_next);
     KT_RUN(test_parallelism);
     KT_RUN(test_pods_created_before_their_records);
+    KT_RUN(test_first_status_waits_while_pending);
     KT_RUN(test_goal_met_stop);
     KT_RUN(test_goal_met_finish);
     KT_RUN(test_budget_spent);
