@@ -695,15 +695,18 @@ void kl_kubelet_free(kl_kubelet *k)
     free(k);
 }
 
+static int phase_terminal(const cJSON *pod)
+{
+    const char *ph = kl_kpod_jstr(cJSON_GetObjectItemCaseSensitive(pod, "status"), "phase");
+    return ph && (!strcmp(ph, "Succeeded") || !strcmp(ph, "Failed"));
+}
+
 /* After a pass: a pod whose terminal phase is in the store and whose
  * processes are gone changes no more until it is deleted. */
 static void settle(kl_store *st, kl_res *r, kl_kpod *p)
 {
-    if (p->terminating || kl_kpod_any_running(p))
-        return;
-    const cJSON *cur = kl_store_get(st, r->rkey, p->ns, p->name);
-    const char *ph = kl_kpod_jstr(cJSON_GetObjectItemCaseSensitive(cur, "status"), "phase");
-    p->settled = ph && (!strcmp(ph, "Succeeded") || !strcmp(ph, "Failed"));
+    if (!p->terminating && !kl_kpod_any_running(p))
+        p->settled = phase_terminal(kl_store_get(st, r->rkey, p->ns, p->name));
 }
 
 /* Starts the pods the last full pass left over, for at most the start
@@ -775,9 +778,8 @@ int kl_kubelet_tick(void *ctx)
         int64_t s0 = 0; /* a pod new to this kubelet: when its start began */
         kl_kpod *p = find_pod(k, keys[i].uid);
         if (!p) {
-            const char *ph = kl_kpod_jstr(cJSON_GetObjectItemCaseSensitive(pod, "status"), "phase");
             /* Terminal pods from before a restart are not run again. */
-            if (ph && (!strcmp(ph, "Succeeded") || !strcmp(ph, "Failed")))
+            if (phase_terminal(pod))
                 continue;
             if (start_ms >= KL_KUBELET_START_BUDGET_MS) {
                 /* Pending until a call soon after this one starts it. */

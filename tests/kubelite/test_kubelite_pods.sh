@@ -181,7 +181,7 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: stubborn}
+metadata: {name: ignores-term}
 spec:
   terminationGracePeriodSeconds: 1
   containers:
@@ -190,10 +190,10 @@ spec:
     command: [/bin/sh, -c, 'trap "" TERM; while :; do sleep 0.1; done']
 YAML
 eventually 15 "drain pod up" test -f "$KL_DIR/drain/up"
-eventually 15 "stubborn pod running" bash -c "[ \"\$(kubectl get pod stubborn -o jsonpath='{.status.phase}')\" = Running ]"
+eventually 15 "ignores-term pod running" bash -c "[ \"\$(kubectl get pod ignores-term -o jsonpath='{.status.phase}')\" = Running ]"
 check "delete waits for the container to finish" timeout 20 kubectl delete pod drain
 check "SIGTERM let the container finish its work" grep -q drained "$KL_DIR/drain/done"
-check "a container that ignores SIGTERM is killed after its grace period" timeout 20 kubectl delete pod stubborn
+check "a container that ignores SIGTERM is killed after its grace period" timeout 20 kubectl delete pod ignores-term
 
 # fault injection: kill a pod's process; restartPolicy Always brings it back
 kubectl run kill-me --image=busybox --command -- /bin/sleep 300 >/dev/null
