@@ -699,6 +699,21 @@ static pid_t spawn(argv_t *a, const char *logfile, int64_t mem_limit, const char
     return pid;
 }
 
+/* The container's own session (spawn_child's setsid) is, with the
+ * kernel's scheduler autogroups on, a task group that competes with this
+ * server's as an equal whatever its processes' niceness: a thousand
+ * BestEffort trainers would each weigh as much as the API server. The
+ * group's niceness gives the group the pod's weight. Without autogroups
+ * there is no file to write; without privilege the kernel allows one
+ * change per 100 ms, and the processes' own niceness is what is left. */
+static void set_session_nice(pid_t pid, int nice)
+{
+    char f[64], v[16];
+    snprintf(f, sizeof(f), "/proc/%d/autogroup", (int)pid);
+    snprintf(v, sizeof(v), "%d", nice);
+    write_str(f, v);
+}
+
 void kl_sandbox_start(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, kl_kctr *c)
 {
     const cJSON *cs = kl_kpod_spec(pod, c);
@@ -724,8 +739,10 @@ void kl_sandbox_start(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, kl_kctr *c)
     /* Set from here once the child has exec'd: lowered in the child, this
      * thread (suspended until that exec) would wait behind the very
      * containers the priority yields to. Children inherit it. */
-    if (c->pid > 0 && p->nice > 0)
+    if (c->pid > 0 && p->nice > 0) {
         setpriority(PRIO_PGRP, (id_t)c->pid, p->nice); /* bwrap may have forked already */
+        set_session_nice(c->pid, p->nice);
+    }
     c->started = 1;
     c->running = c->pid > 0;
     c->exit_code = 0;
