@@ -110,7 +110,7 @@ static int add_locked(kube_queue *q, const char *key)
         state_gc(q, key, s);
         return rc;
     }
-    pthread_cond_broadcast(&q->cv);
+    pthread_cond_signal(&q->cv); /* one key, one worker: no herd of idle ones */
     return 0;
 }
 
@@ -317,6 +317,10 @@ int kube_queue_get(kube_queue *q, char **key_out)
     char *k = q->fifo[q->head];
     q->head = (q->head + 1) % q->cap;
     q->n--;
+    /* Adds wake one worker each; keys promote_due made ready at once
+     * pass the wake-up on. */
+    if (q->n > 0)
+        pthread_cond_signal(&q->cv);
     kstate *s = state_get(q, k, 0);
     if (s) {
         s->dirty = 0;
@@ -335,7 +339,7 @@ void kube_queue_done(kube_queue *q, const char *key)
         s->processing = 0;
         if (s->dirty && !q->shutting_down) {
             if (fifo_push(q, key) == 0)
-                pthread_cond_broadcast(&q->cv);
+                pthread_cond_signal(&q->cv);
             else
                 s->dirty = 0; /* out of memory: the next add brings it back */
         }
