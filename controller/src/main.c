@@ -4,6 +4,7 @@
  * on SIGTERM/SIGINT (releasing the Lease so a successor takes over at
  * once). Exit codes: 0 after a signal, 1 on a failure or a lost Lease, 2
  * for bad flags. */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,8 +33,8 @@ static void usage(FILE *f)
             "  --kubeconfig PATH                 kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)\n"
             "  --context NAME                    kubeconfig context\n"
             "  --namespace NS                    watch only this namespace (default: all)\n"
-            "  --workers N                       reconcile threads (default 8)\n"
-            "  --qps Q --burst B                 client rate limit (default 500 / 1000)\n"
+            "  --workers N                       reconcile threads (default 32)\n"
+            "  --qps Q --burst B                 client rate limit (default 2000 / 4000)\n"
             "  --leader-elect                    take the coordination.k8s.io Lease first\n"
             "  --leader-election-namespace NS    Lease namespace (default: $POD_NAMESPACE, else kiln-system)\n"
             "  --metrics-bind-address ADDR       HOST:PORT for /metrics, /dashboard and\n"
@@ -50,14 +51,20 @@ int main(int argc, char **argv)
 {
     const char *kubeconfig = NULL, *context = NULL;
     const char *metrics = ":8080", *health = ":8081";
-    /* A reconcile spends its time waiting on API round trips, so eight
-     * workers keep the API server busy on two cores; and a thousand jobs
-     * applied at once need about five writes each within seconds, which a
-     * 50 QPS bucket would spread over minutes (the API server's own
-     * priority and fairness protects it from a burst). */
-    ctrl_opts o = {.workers = 8, .lease_name = "kiln-controller"};
-    double qps = 500;
-    int burst = 1000;
+    /* A reconcile spends its time waiting on API round trips (two in a
+     * row for a new job: its claim, then its first pod), so it takes some
+     * thirty workers to keep up with a thousand jobs applied at once; and
+     * those need about five writes each within seconds, which a 50 QPS
+     * bucket would spread over minutes (the API server's own priority and
+     * fairness protects it from a burst). */
+    ctrl_opts o = {.workers = 32, .lease_name = "kiln-controller"};
+    double qps = 2000;
+    int burst = 4000;
+    /* glibc gives each thread that allocates an arena of its own (up to
+     * eight per core); the workers' short-lived JSON would then hold a
+     * few hundred kilobytes of free memory per worker. Two arenas are
+     * plenty for threads that mostly wait. */
+    mallopt(M_ARENA_MAX, 2);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
