@@ -325,6 +325,29 @@ static cJSON *trainer_container(const tj_spec *s, cJSON *spec, const char *name,
     return c;
 }
 
+/* OpenBLAS sizes its thread pool when the trainer loads it, before any
+ * flag is read, from OPENBLAS_NUM_THREADS or else the node's CPU count: a
+ * one-thread trial would still start a thread per CPU of the node, each
+ * spinning on sched_yield for a while, and a thousand such trials kept
+ * two cores busy yielding. A trial with a thread count says so here too;
+ * with 0 (all CPUs) OpenBLAS's own default is that already. */
+static int add_blas_threads(const tj_spec *s, const tj_trial_pod *t, cJSON *c)
+{
+    const cJSON *th = cJSON_GetObjectItemCaseSensitive(t->params, "threads");
+    if (!cJSON_IsNumber(th))
+        th = tj_json_path(s->spec, "training.threads");
+    if (!cJSON_IsNumber(th) || th->valuedouble < 1)
+        return 1;
+    char v[16];
+    snprintf(v, sizeof v, "%d", (int)th->valuedouble);
+    cJSON *env = cJSON_GetObjectItemCaseSensitive(c, "env");
+    if (!env && !(env = cJSON_AddArrayToObject(c, "env")))
+        return 0;
+    cJSON *e = cJSON_CreateObject();
+    int ok = tj_json_add_str(e, "name", "OPENBLAS_NUM_THREADS") & tj_json_add_str(e, "value", v);
+    return tj_json_push(env, e) & ok;
+}
+
 int tj_pod_trial(const tj_spec *s, const tj_trial_pod *t, cJSON **out, kiln_error *err)
 {
     char name[300], idx[16], attempt[16];
@@ -367,6 +390,7 @@ int tj_pod_trial(const tj_spec *s, const tj_trial_pod *t, cJSON **out, kiln_erro
     ok &= tj_json_add_str(c, "terminationMessagePolicy", "FallbackToLogsOnError");
     ok &= add_container_security(c);
     ok &= add_volumes(s, spec, c);
+    ok &= add_blas_threads(s, t, c);
     if (!ok) {
         cJSON_Delete(pod);
         return kiln_fail(err, KILN_ENOMEM, "out of memory building a trial pod");

@@ -1,6 +1,7 @@
 /* Tests for tj_pod: trial config and pod details the plan tests leave
- * out (pvc:// data, a given storage volume, resources, warm start), the
- * serving pod, its Service and the models PVC. */
+ * out (pvc:// data, a given storage volume, resources, warm start, the
+ * OpenBLAS thread count), the serving pod, its Service and the models
+ * PVC. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -237,10 +238,57 @@ static void test_claim_owner_follows_retain(void)
     cJSON_Delete(drop);
 }
 
+static const char *env_value(const cJSON *pod, const char *name)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, tj_json_path(container(pod), "env"))
+    {
+        if (!strcmp(tj_json_str(e, "name", ""), name))
+            return tj_json_str(e, "value", "");
+    }
+    return NULL;
+}
+
+/* A trial's thread count reaches OpenBLAS, which sizes its pool before
+ * the trainer reads a flag; with 0 (all CPUs) nothing is set. */
+static void test_blas_threads(void)
+{
+    cJSON *job = job_with("{\"data\":{\"uri\":\"/d.csv\"},\"training\":{\"threads\":2}}");
+    tj_spec s;
+    kiln_error err = {0};
+    KT_EQ_INT(tj_spec_read(job, NULL, &s, &err), 0);
+    cJSON *params = cJSON_Parse("{\"family\":\"logistic\"}");
+    tj_trial_pod t = {.index = 0, .params = params, .attempt = 1};
+    cJSON *pod = NULL;
+    KT_EQ_INT(tj_pod_trial(&s, &t, &pod, &err), 0);
+    KT_CHECK(env_value(pod, "OPENBLAS_NUM_THREADS") &&
+             !strcmp(env_value(pod, "OPENBLAS_NUM_THREADS"), "2"));
+    cJSON_Delete(pod);
+    /* A searched thread count wins over the spec's. */
+    cJSON_AddNumberToObject(params, "threads", 1);
+    KT_EQ_INT(tj_pod_trial(&s, &t, &pod, &err), 0);
+    KT_CHECK(env_value(pod, "OPENBLAS_NUM_THREADS") &&
+             !strcmp(env_value(pod, "OPENBLAS_NUM_THREADS"), "1"));
+    cJSON_Delete(pod);
+    cJSON_Delete(params);
+    cJSON_Delete(job);
+
+    job = job_with("{\"data\":{\"uri\":\"/d.csv\"},\"training\":{\"threads\":0}}");
+    KT_EQ_INT(tj_spec_read(job, NULL, &s, &err), 0);
+    params = cJSON_Parse("{\"family\":\"logistic\"}");
+    t.params = params;
+    KT_EQ_INT(tj_pod_trial(&s, &t, &pod, &err), 0);
+    KT_CHECK(env_value(pod, "OPENBLAS_NUM_THREADS") == NULL);
+    cJSON_Delete(pod);
+    cJSON_Delete(params);
+    cJSON_Delete(job);
+}
+
 int main(void)
 {
     KT_RUN(test_pvc_data_and_given_volume);
     KT_RUN(test_warm_start);
+    KT_RUN(test_blas_threads);
     KT_RUN(test_serving_pod_and_service);
     KT_RUN(test_models_pvc);
     KT_RUN(test_claim_owner_follows_retain);
