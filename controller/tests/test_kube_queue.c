@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fakeapi.h"
 #include "ktest.h"
@@ -151,6 +152,64 @@ static void test_workers(void)
     kube_queue_free(q);
 }
 
+/* Each add wakes one worker, and a worker that takes a key while others
+ * wait hands the wake-up on: keys added together, at once or falling due
+ * together, run side by side on as many workers. */
+typedef struct pstate {
+    atomic_int active, peak, calls;
+} pstate;
+
+static int slow_reconcile(void *ud, const char *key, int64_t *requeue_ms)
+{
+    (void)key;
+    (void)requeue_ms;
+    pstate *p = ud;
+    int now = atomic_fetch_add(&p->active, 1) + 1;
+    int peak = atomic_load(&p->peak);
+    while (now > peak && !atomic_compare_exchange_weak(&p->peak, &peak, now))
+        ;
+    fake_sleep_ms(100);
+    atomic_fetch_sub(&p->active, 1);
+    atomic_fetch_add(&p->calls, 1);
+    return KUBE_RC_OK;
+}
+
+static void wait_calls(pstate *p, int n)
+{
+    int64_t t0 = ktime_mono_ms();
+    while (atomic_load(&p->calls) < n && ktime_mono_ms() - t0 < 10000)
+        fake_sleep_ms(5);
+}
+
+static void test_parallel_wakeups(void)
+{
+    kube_queue_opts o = {.base_delay_ms = 1, .qps = -1};
+    kube_queue *q;
+    KT_EQ_INT(kube_queue_new(&o, &q), 0);
+    pstate p;
+    memset(&p, 0, sizeof p);
+    KT_EQ_INT(kube_queue_start(q, 8, slow_reconcile, &p), 0);
+    fake_sleep_ms(20); /* every worker waiting */
+    char key[16];
+    for (int i = 0; i < 8; i++) {
+        snprintf(key, sizeof key, "ns/now%d", i);
+        kube_queue_add(q, key);
+    }
+    wait_calls(&p, 8);
+    KT_EQ_INT(atomic_load(&p.calls), 8);
+    KT_CHECK(atomic_load(&p.peak) >= 4);
+    atomic_store(&p.peak, 0);
+    for (int i = 0; i < 8; i++) {
+        snprintf(key, sizeof key, "ns/later%d", i);
+        kube_queue_add_after(q, key, 30);
+    }
+    wait_calls(&p, 16);
+    KT_EQ_INT(atomic_load(&p.calls), 16);
+    KT_CHECK(atomic_load(&p.peak) >= 4);
+    kube_queue_stop(q);
+    kube_queue_free(q);
+}
+
 static void test_rate(void)
 {
     kube_rate r;
@@ -178,6 +237,7 @@ int main(void)
     KT_RUN(test_add_after);
     KT_RUN(test_backoff_growth);
     KT_RUN(test_workers);
+    KT_RUN(test_parallel_wakeups);
     KT_RUN(test_rate);
     return KT_DONE();
 }
