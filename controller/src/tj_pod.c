@@ -197,13 +197,18 @@ static int copy_key(cJSON *dst, const cJSON *src, const char *key)
 }
 
 /* params[key] when present, else spec[path] when present. */
+/* A trial's value for key: its searched parameter, else the spec's at path. */
+static const cJSON *param_value(const cJSON *params, const cJSON *spec, const char *key,
+                                const char *path)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(params, key);
+    return v ? v : tj_json_path(spec, path);
+}
+
 static int param_or_spec(cJSON *dst, const char *key, const cJSON *params, const cJSON *spec,
                          const char *path)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(params, key);
-    if (!v)
-        v = tj_json_path(spec, path);
-    return tj_json_add_copy(dst, key, v);
+    return tj_json_add_copy(dst, key, param_value(params, spec, key, path));
 }
 
 int tj_pod_trial_config(const tj_spec *s, const cJSON *params, cJSON **out, kiln_error *err)
@@ -333,9 +338,7 @@ static cJSON *trainer_container(const tj_spec *s, cJSON *spec, const char *name,
  * with 0 (all CPUs) OpenBLAS's own default is that already. */
 static int add_blas_threads(const tj_spec *s, const tj_trial_pod *t, cJSON *c)
 {
-    const cJSON *th = cJSON_GetObjectItemCaseSensitive(t->params, "threads");
-    if (!cJSON_IsNumber(th))
-        th = tj_json_path(s->spec, "training.threads");
+    const cJSON *th = param_value(t->params, s->spec, "threads", "training.threads");
     if (!cJSON_IsNumber(th) || th->valuedouble < 1)
         return 1;
     char v[16];
