@@ -48,43 +48,6 @@ static void add_ctrs(kl_kpod *p, const cJSON *list, int init)
     }
 }
 
-/* A kubelet gives each pod a CPU weight (cgroup cpu.shares) from its QoS
- * class: 2 for BestEffort, else its CPU requests in millicores * 1024 /
- * 1000; the control plane weighs a core per busy thread, and runs on
- * other nodes anyway. Here pods share the machine with the control plane,
- * so each container takes the niceness whose scheduler weight comes
- * closest (never above a control-plane thread's): a burst of pods cannot
- * starve the API server, as it cannot on a real cluster. */
-static int pod_nice(const cJSON *pod)
-{
-    static const int weight[20] = {1024, 820, 655, 526, 423, 335, 272, 215, 172, 137,
-                                   110,  87,  70,  56,  45,  36,  29,  23,  18,  15};
-    int64_t milli = 0;
-    int any = 0;
-    const cJSON *c;
-    cJSON_ArrayForEach(c, kl_table_jsonpath(pod, ".spec.containers"))
-    {
-        const cJSON *res = cJSON_GetObjectItemCaseSensitive(c, "resources");
-        const cJSON *req = cJSON_GetObjectItemCaseSensitive(res, "requests");
-        const cJSON *lim = cJSON_GetObjectItemCaseSensitive(res, "limits");
-        any |= cJSON_GetArraySize(req) > 0 || cJSON_GetArraySize(lim) > 0;
-        /* A limit alone defaults the request to it. */
-        const char *cpu = kl_kpod_jstr(req, "cpu");
-        cpu = cpu ? cpu : kl_kpod_jstr(lim, "cpu");
-        kquantity q;
-        if (cpu && kquantity_parse(cpu, &q, NULL) == 0 && q.milli > 0)
-            milli += q.milli;
-    }
-    int64_t shares = any ? milli * 1024 / 1000 : 2;
-    if (shares < 2)
-        shares = 2; /* Burstable without a CPU request */
-    int best = 19;
-    for (int n = 19; n >= 0; n--)
-        if (llabs(weight[n] - shares) < llabs(weight[best] - shares))
-            best = n;
-    return best;
-}
-
 int kl_kpod_new(const cJSON *pod, const char *data_dir, const char *ip, kl_kpod **out)
 {
     *out = NULL;
@@ -105,7 +68,6 @@ int kl_kpod_new(const cJSON *pod, const char *data_dir, const char *ip, kl_kpod 
     add_ctrs(p, kl_table_jsonpath(pod, ".spec.initContainers"), 1);
     add_ctrs(p, kl_table_jsonpath(pod, ".spec.containers"), 0);
     p->initialized = p->n_init == 0;
-    p->nice = pod_nice(pod);
     *out = p;
     return 0;
 }

@@ -59,7 +59,9 @@ typedef struct kl_kpod {
     int terminating;
     int gone;    /* removed from the store */
     int settled; /* terminal phase written, nothing runs: unchanged until deleted */
-    int nice;    /* the pod's CPU weight as a niceness (kl_kpod_new) */
+    int nice;    /* the pod's CPU weight as a niceness (kl_cpu_pod_add) */
+    char cpu_cg[400];      /* the pod's cpu cgroup, "" when weights are niceness */
+    int64_t cpu_burstable; /* its shares counted in the burstable group */
 } kl_kpod;
 
 /* A record for pod (its uid, name, containers and limits); dir is the

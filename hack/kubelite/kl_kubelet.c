@@ -20,12 +20,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kl_cpu.h"
 #include "kl_kpod.h"
 #include "kl_podstatus.h"
 #include "kl_probe.h"
 #include "kl_sandbox.h"
 #include "kl_svc.h"
 #include "kl_table.h"
+#include "klog.h"
 #include "ktime.h"
 
 #define BACKOFF_START_MS 1000
@@ -49,6 +51,7 @@ struct kl_kubelet {
     unsigned ip_next;
     int64_t last_node_ms;
     kl_svc *svc;
+    kl_cpu *cpu;
 };
 
 static cJSON *meta(const cJSON *o)
@@ -193,6 +196,7 @@ static kl_kpod *add_pod(kl_kubelet *k, const cJSON *pod)
     kl_kpod *p;
     if (kl_kpod_new(pod, k->dir, ip, &p) != 0)
         return NULL;
+    kl_cpu_pod_add(k->cpu, pod, p);
     k->pods[k->n_pods++] = p;
     if (k->index_cap && 2 * k->n_pods <= k->index_cap)
         index_put(k->index, k->index_cap, p);
@@ -641,11 +645,16 @@ int kl_kubelet_new(kl_api *api, const char *data_dir, const char *images_file, k
     k->api = api;
     snprintf(k->dir, sizeof(k->dir), "%s", data_dir);
     k->ip_next = 0;
-    int rc = kl_sandbox_new(api, data_dir, images_file, &k->sb, err);
+    k->cpu = kl_cpu_new();
+    int rc = k->cpu ? kl_sandbox_new(api, data_dir, images_file, &k->sb, err) : KILN_ENOMEM;
     if (rc) {
+        kl_cpu_free(k->cpu);
         free(k);
         return rc;
     }
+    const char *why;
+    const char *mode = kl_cpu_mode(k->cpu, &why);
+    klog(KLOG_INFO, "pods' CPU weights", KS("by", mode), KS("detail", why), KEND);
     /* Pod IPs already handed out stay reserved. */
     const cJSON **pods;
     size_t n;
@@ -666,6 +675,7 @@ int kl_kubelet_new(kl_api *api, const char *data_dir, const char *images_file, k
     rc = kl_svc_new(api, &k->svc, err);
     if (rc != 0) {
         kl_sandbox_free(k->sb);
+        kl_cpu_free(k->cpu);
         free(k);
         return rc;
     }
@@ -682,8 +692,10 @@ void kl_kubelet_free(kl_kubelet *k)
         return;
     for (size_t i = 0; i < k->n_pods; i++) {
         stop_pod(k->pods[i]);
+        kl_cpu_pod_remove(k->cpu, k->pods[i]);
         kl_kpod_free(k->pods[i]);
     }
+    kl_cpu_free(k->cpu);
     free(k->pods);
     free(k->index);
     free(k->deferred);
@@ -826,6 +838,7 @@ int kl_kubelet_tick(void *ctx)
         kl_kpod *p = k->pods[i];
         if (p->gone) {
             stop_pod(p);
+            kl_cpu_pod_remove(k->cpu, p);
             kl_kpod_free(p);
         } else {
             k->pods[j++] = p;

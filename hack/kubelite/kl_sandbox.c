@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kl_cpu.h"
 #include "kl_table.h"
 #include "ktime.h"
 
@@ -440,6 +441,11 @@ static int build_argv(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, const cJSON 
 {
     char buf[4400], tl[4400];
     arg(a, "bwrap");
+    if (p->cpu_cg[0]) {
+        /* Holds the sandbox until it is in the pod's cgroup (spawn). */
+        arg(a, "--block-fd");
+        arg(a, "3");
+    }
     arg(a, "--unshare-pid");
     arg(a, "--die-with-parent");
     arg(a, "--ro-bind");
@@ -642,6 +648,7 @@ typedef struct spawn_ctx {
     int out_flags;
     char procs[600]; /* the cgroup's cgroup.procs, "" for none */
     int64_t mem_limit;
+    int hold_fd; /* becomes the child's fd 3 (bwrap's --block-fd), -1: none */
 } spawn_ctx;
 
 /* The child between vfork and exec. */
@@ -659,7 +666,11 @@ static _Noreturn void spawn_child(const spawn_ctx *sc)
     }
     if (in >= 0)
         dup2(in, 0);
-    close_range(3, ~0U, 0);
+    if (sc->hold_fd == 3)
+        fcntl(3, F_SETFD, 0); /* dup2 onto itself keeps close-on-exec */
+    else if (sc->hold_fd >= 0)
+        dup2(sc->hold_fd, 3);
+    close_range(sc->hold_fd >= 0 ? 4 : 3, ~0U, 0);
     int in_cg = 0;
     if (sc->procs[0]) {
         /* "0": the process that writes it */
@@ -679,14 +690,15 @@ static _Noreturn void spawn_child(const spawn_ctx *sc)
     _exit(127);
 }
 
-static pid_t spawn(argv_t *a, const char *logfile, int64_t mem_limit, const char *cg)
+static pid_t spawn(argv_t *a, const char *logfile, int64_t mem_limit, const char *cg, int hold_fd)
 {
     if (!a->v || a->oom)
         return -1;
     spawn_ctx sc = {.argv = a->v,
                     .out = logfile ? logfile : "/dev/null",
                     .out_flags = logfile ? O_WRONLY | O_CREAT | O_APPEND : O_WRONLY,
-                    .mem_limit = mem_limit};
+                    .mem_limit = mem_limit,
+                    .hold_fd = hold_fd};
     if (cg && cg[0])
         snprintf(sc.procs, sizeof(sc.procs), "%s/cgroup.procs", cg);
     sigset_t all, old;
@@ -734,12 +746,28 @@ void kl_sandbox_start(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, kl_kctr *c)
     cg_remove(c);
     if (c->mem_limit > 0)
         cg_create(p, c);
-    c->pid = spawn(&a, lp, c->mem_limit, c->cg);
+    /* With a cpu cgroup, bwrap waits on a pipe until this thread has moved
+     * it there: moved by the child before its exec, the child would run at
+     * the pod's weight while this thread waits on it (vfork); moved after,
+     * without the wait, the container's first milliseconds would run
+     * outside. */
+    int hold[2] = {-1, -1};
+    if (p->cpu_cg[0] && pipe2(hold, O_CLOEXEC) != 0)
+        hold[0] = hold[1] = -1; /* bwrap's read fails and it goes on */
+    c->pid = spawn(&a, lp, c->mem_limit, c->cg, hold[0]);
     argv_free(&a);
+    if (hold[0] >= 0) {
+        close(hold[0]);
+        kl_cpu_enter(p, c->pid);
+        if (write(hold[1], "", 1) != 1) {
+            /* bwrap is gone: its exit is reaped like any other */
+        }
+        close(hold[1]);
+    }
     /* Set from here once the child has exec'd: lowered in the child, this
      * thread (suspended until that exec) would wait behind the very
-     * containers the priority yields to. Children inherit it. */
-    if (c->pid > 0 && p->nice > 0) {
+     * containers the weight yields to. Children inherit it. */
+    if (!p->cpu_cg[0] && c->pid > 0 && p->nice > 0) {
         setpriority(PRIO_PGRP, (id_t)c->pid, p->nice); /* bwrap may have forked already */
         set_session_nice(c->pid, p->nice);
     }
@@ -796,7 +824,7 @@ int kl_sandbox_exec_in(pid_t sandbox, const cJSON *cmd, pid_t *out)
     {
         arg(&a, cJSON_IsString(x) ? x->valuestring : "");
     }
-    pid_t pid = spawn(&a, NULL, 0, NULL);
+    pid_t pid = spawn(&a, NULL, 0, NULL, -1);
     argv_free(&a);
     if (pid <= 0)
         return KILN_EIO;

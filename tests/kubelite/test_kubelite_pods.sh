@@ -18,19 +18,22 @@ kubectl run ok --image=busybox --restart=Never --command -- /bin/sh -c 'exit 0' 
 eventually 20 "exit 0 reaches Succeeded" bash -c "[ \"\$(kubectl get pod ok -o jsonpath='{.status.phase}')\" = Succeeded ]"
 check "reason Completed" test "$(kubectl get pod ok -o jsonpath='{.status.containerStatuses[0].state.terminated.reason}')" = Completed
 
-# CPU weight by QoS class, as a niceness: BestEffort weighs least (19),
-# a 500m request about half a control-plane thread (3), a whole CPU as
-# much as one (0). The container's session (its scheduler autogroup, where
-# the kernel has them) takes the same niceness, else it would weigh as
-# much as the whole API server whatever its processes' niceness.
-ag=none; [ -r /proc/self/autogroup ] && ag=
-cat <<'YAML' | kubectl apply -f - >/dev/null
+# CPU weight by QoS class. Where kubelite can write the cgroup v1 cpu
+# controller (root), each pod gets a cgroup as a kubelet gives it:
+# BestEffort pods under a group weighing 2 in all, a 500m request 512
+# shares under the burstable group, a Guaranteed 1-CPU pod 1024 shares and
+# a 100 ms CFS quota per 100 ms period. Elsewhere each container takes the
+# niceness closest to that weight (19, 3, 0), its session's scheduler
+# autogroup too (else the session would weigh as much as the whole API
+# server whatever its processes' niceness).
+probe='echo $(cut -d" " -f19 /proc/self/stat) $(sed -n "s/.* nice //p" /proc/self/autogroup 2>/dev/null || echo none) $(sed -n "s/^[0-9]*:cpu:\(.*\)/\1/p" /proc/self/cgroup)'
+cat <<YAML | kubectl apply -f - >/dev/null
 apiVersion: v1
 kind: Pod
 metadata: {name: qos-besteffort}
 spec:
   restartPolicy: Never
-  containers: [{name: c, image: busybox, command: [/bin/sh, -c, 'echo $(cut -d" " -f19 /proc/self/stat) $(sed -n "s/.* nice //p" /proc/self/autogroup 2>/dev/null || echo none)']}]
+  containers: [{name: c, image: busybox, command: [/bin/sh, -c, '$probe']}]
 ---
 apiVersion: v1
 kind: Pod
@@ -38,7 +41,7 @@ metadata: {name: qos-half}
 spec:
   restartPolicy: Never
   containers:
-  - {name: c, image: busybox, command: [/bin/sh, -c, 'echo $(cut -d" " -f19 /proc/self/stat) $(sed -n "s/.* nice //p" /proc/self/autogroup 2>/dev/null || echo none)'], resources: {requests: {cpu: 500m}}}
+  - {name: c, image: busybox, command: [/bin/sh, -c, '$probe'], resources: {requests: {cpu: 500m}}}
 ---
 apiVersion: v1
 kind: Pod
@@ -46,14 +49,34 @@ metadata: {name: qos-one}
 spec:
   restartPolicy: Never
   containers:
-  - {name: c, image: busybox, command: [/bin/sh, -c, 'echo $(cut -d" " -f19 /proc/self/stat) $(sed -n "s/.* nice //p" /proc/self/autogroup 2>/dev/null || echo none)'], resources: {limits: {cpu: "1"}}}
+  - {name: c, image: busybox, command: [/bin/sh, -c, '$probe'], resources: {limits: {cpu: "1", memory: 64Mi}}}
 YAML
 for p in qos-besteffort qos-half qos-one; do
   eventually 20 "$p succeeds" bash -c "[ \"\$(kubectl get pod $p -o jsonpath='{.status.phase}')\" = Succeeded ]"
 done
-check "BestEffort container and its session run at niceness 19" test "$(kubectl logs qos-besteffort)" = "19 ${ag:-19}"
-check "a 500m request runs at niceness 3" test "$(kubectl logs qos-half)" = "3 ${ag:-3}"
-check "a 1-CPU limit (the request it defaults) runs at niceness 0" test "$(kubectl logs qos-one)" = "0 ${ag:-0}"
+cg() { kubectl logs "$1" | cut -d' ' -f3; }
+uid() { kubectl get pod "$1" -o jsonpath='{.metadata.uid}'; }
+cpufs=/sys/fs/cgroup/cpu
+if [ -w $cpufs/cpu.shares ]; then
+  be=$(cg qos-besteffort) half=$(cg qos-half) one=$(cg qos-one)
+  check "BestEffort pod in its own cgroup under besteffort" bash -c "[[ '$be' == /kubelite-*/besteffort/pod$(uid qos-besteffort) ]]"
+  check "BestEffort pod weighs 2" test "$(cat $cpufs$be/cpu.shares)" = 2
+  check "all BestEffort pods together weigh 2" test "$(cat $cpufs${be%/*}/cpu.shares)" = 2
+  check "a 500m request: 512 shares under burstable" bash -c "[[ '$half' == /kubelite-*/burstable/pod$(uid qos-half) ]] && [ \$(cat $cpufs$half/cpu.shares) = 512 ]"
+  check "burstable weighs its pods' requests" test "$(cat $cpufs${half%/*}/cpu.shares)" = 512
+  check "no CPU quota without a limit" test "$(cat $cpufs$half/cpu.cfs_quota_us)" = -1
+  check "Guaranteed 1-CPU pod: 1024 shares beside the QoS groups" bash -c "[ '$one' = '${be%/besteffort/*}/pod$(uid qos-one)' ] && [ \$(cat $cpufs$one/cpu.shares) = 1024 ]"
+  check "a 1-CPU limit is 100 ms of CPU per 100 ms" test "$(cat $cpufs$one/cpu.cfs_quota_us) $(cat $cpufs$one/cpu.cfs_period_us)" = "100000 100000"
+  check "the pods' group weighs the node's cores" test "$(cat $cpufs${be%/besteffort/*}/cpu.shares)" = $(($(nproc) * 1024))
+  kubectl delete pod qos-half --wait=true >/dev/null
+  eventually 20 "a deleted pod's cgroup is removed" bash -c "[ ! -d $cpufs$half ]"
+  check "burstable's weight drops with it" test "$(cat $cpufs${half%/*}/cpu.shares)" = 2
+else
+  ag=none; [ -r /proc/self/autogroup ] && ag=
+  check "BestEffort container and its session run at niceness 19" test "$(kubectl logs qos-besteffort | cut -d' ' -f1-2)" = "19 ${ag:-19}"
+  check "a 500m request runs at niceness 3" test "$(kubectl logs qos-half | cut -d' ' -f1-2)" = "3 ${ag:-3}"
+  check "a 1-CPU limit runs at niceness 0" test "$(kubectl logs qos-one | cut -d' ' -f1-2)" = "0 ${ag:-0}"
+fi
 
 cat <<'YAML' | kubectl apply -f - >/dev/null
 apiVersion: v1
