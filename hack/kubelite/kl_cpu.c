@@ -256,25 +256,34 @@ void kl_cpu_pod_remove(kl_cpu *cpu, kl_kpod *p)
     p->cpu_burstable = 0;
 }
 
-/* Moves pid, then each process it has forked, and theirs. A parent moves
- * before its children are listed, so a child forked after the listing is
- * born in the cgroup and one forked before is in the list. */
+/* Moves each thread of pid, then each process it has forked, and theirs.
+ * A parent moves before its children are listed, so a child forked after
+ * the listing is born in the cgroup and one forked before is in the list.
+ * Threads go one by one through "tasks": moving a whole process through
+ * cgroup.procs takes a lock whose writer waits for an RCU grace period,
+ * up to milliseconds on a busy machine, on the API server's thread. */
 static void enter_tree(const char *cg, pid_t pid, int depth)
 {
-    write_num(cg, "cgroup.procs", pid);
-    if (depth > 16)
-        return;
     char dir[64];
     snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
     DIR *d = opendir(dir);
     if (!d)
         return;
     struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
+    long tids[64];
+    int n = 0;
+    while ((e = readdir(d)) && n < 64) {
+        char *end;
+        long tid = strtol(e->d_name, &end, 10);
+        if (end != e->d_name && !*end) {
+            write_num(cg, "tasks", tid);
+            tids[n++] = tid;
+        }
+    }
+    closedir(d);
+    for (int i = 0; i < n && depth < 16; i++) {
         char f[128], buf[512];
-        snprintf(f, sizeof(f), "%s/%s/children", dir, e->d_name);
+        snprintf(f, sizeof(f), "%s/%ld/children", dir, tids[i]);
         FILE *fp = fopen(f, "re");
         if (!fp)
             continue;
@@ -287,7 +296,6 @@ static void enter_tree(const char *cg, pid_t pid, int depth)
         }
         fclose(fp);
     }
-    closedir(d);
 }
 
 void kl_cpu_enter(const kl_kpod *p, pid_t pid)

@@ -646,7 +646,7 @@ typedef struct spawn_ctx {
     char *const *argv;
     const char *out; /* stdout and stderr */
     int out_flags;
-    char procs[600]; /* the cgroup's cgroup.procs, "" for none */
+    char procs[600]; /* the cgroup's tasks or cgroup.procs, "" for none */
     int64_t mem_limit;
     int hold_fd; /* becomes the child's fd 3 (bwrap's --block-fd), -1: none */
 } spawn_ctx;
@@ -699,8 +699,14 @@ static pid_t spawn(argv_t *a, const char *logfile, int64_t mem_limit, const char
                     .out_flags = logfile ? O_WRONLY | O_CREAT | O_APPEND : O_WRONLY,
                     .mem_limit = mem_limit,
                     .hold_fd = hold_fd};
-    if (cg && cg[0])
-        snprintf(sc.procs, sizeof(sc.procs), "%s/cgroup.procs", cg);
+    if (cg && cg[0]) {
+        /* v1: the child moves itself alone through "tasks", without the
+         * lock cgroup.procs takes (its writer waits for an RCU grace
+         * period while this thread waits on the child). */
+        snprintf(sc.procs, sizeof(sc.procs), "%s/tasks", cg);
+        if (access(sc.procs, F_OK) != 0)
+            snprintf(sc.procs, sizeof(sc.procs), "%s/cgroup.procs", cg);
+    }
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
