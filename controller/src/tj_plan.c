@@ -112,6 +112,26 @@ static int add_event(tj_plan_out *p, const char *type, const char *reason, const
  * written before then (a reconcile is asked for at that mark). */
 #define SHORT_TRIAL_MS 3000
 
+/* A job whose trial pods are all still being started by their kubelets
+ * (created, nothing wrong, no container run yet) has nothing to record
+ * but Pending: its first status write waits for them this long at most,
+ * counted from each pod's creation. */
+#define STARTING_QUIET_MS 30000
+
+/* Trial w stays quiet for left more ms (see tj_plan_out.quiet). */
+static void quiet_for(tj_plan_out *out, int64_t left)
+{
+    if (left <= 0) {
+        out->quiet = -1; /* this one is past it: so is the job */
+        return;
+    }
+    if (out->quiet < 0)
+        return;
+    if (!out->quiet || left < out->quiet_ms)
+        out->quiet_ms = left;
+    out->quiet = 1;
+}
+
 static void requeue(tj_plan_out *p, int64_t ms)
 {
     if (ms < 1)
@@ -457,6 +477,12 @@ static int derive_trial(ctx *c, wtrial *w)
                 ph = "Pending";
                 requeue(c->out, left);
             }
+            quiet_for(c->out, left);
+        } else if (p->phase == TJ_POD_PENDING && !p->has_started && !p->stall_reason[0] &&
+                   p->has_created) {
+            quiet_for(c->out, STARTING_QUIET_MS - ktime_diff_ms(c->now, p->created));
+        } else {
+            quiet_for(c->out, 0);
         }
         snprintf(w->phase, sizeof w->phase, "%s", ph);
         snprintf(w->message, sizeof w->message, "%s", tj_json_str(r, "message", ""));
@@ -1177,6 +1203,8 @@ int64_t tj_plan_first_write_wait(const cJSON *job, const tj_plan_out *p, ktime n
     if (!ct || ktime_parse(ct, &created, NULL) != 0)
         return 0;
     int64_t left = SHORT_TRIAL_MS - ktime_diff_ms(now, created);
+    if (p->quiet > 0 && p->quiet_ms > left)
+        left = p->quiet_ms;
     return left > 0 ? left : 0;
 }
 

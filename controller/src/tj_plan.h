@@ -90,9 +90,14 @@ typedef struct tj_plan_out {
     tj_event *events;
     int n_events;
     int64_t requeue_after_ms; /* > 0: reconcile again after this long even without a change */
-    int finalizer;            /* enum tj_finalizer_op */
-    char *finalizer_patch;    /* ADD/REMOVE: JSON merge patch for the job (with its
-                                 resourceVersion as precondition); owned */
+    /* quiet: every unfinished trial's pod is still starting (created, no
+     * container run yet, nothing wrong) or its trainer started less than
+     * a few seconds ago, for quiet_ms more (tj_plan_first_write_wait). */
+    int quiet;
+    int64_t quiet_ms;
+    int finalizer;         /* enum tj_finalizer_op */
+    char *finalizer_patch; /* ADD/REMOVE: JSON merge patch for the job (with its
+                              resourceVersion as precondition); owned */
     /* private: capacities */
     int cap_pvcs, cap_deletes, cap_creates, cap_events;
 } tj_plan_out;
@@ -110,10 +115,14 @@ int tj_plan(const cJSON *job, const cJSON *const *pods, int n_pods, const tj_env
             tj_plan_out *out, kiln_error *err);
 
 /* How long the status write of plan p (with the serving side merged in)
- * may wait, in ms; 0: write it now. A job a few seconds old with nothing
- * recorded yet, whose plan does nothing else and reports only pending
- * trials, waits: a restarted controller reads the same back from the
- * pods, and a job that ends by then gets one write, with its result. */
+ * may wait, in ms; 0: write it now. A job with nothing recorded yet, whose
+ * plan does nothing else and reports only pending trials, waits while it
+ * is a few seconds old, or while its trial pods are still being started
+ * (at most half a minute each) or their trainers are a few seconds into
+ * their run: a restarted controller reads the same back from the pods,
+ * and a job whose trials end by then gets one write, with its result. On
+ * a node starting many pods at once, a pod may wait seconds for its turn
+ * to start and then train in milliseconds. */
 int64_t tj_plan_first_write_wait(const cJSON *job, const tj_plan_out *p, ktime now);
 
 /* Plan building, shared with tj_final. Each returns 0 or KILN_ENOMEM.

@@ -461,8 +461,9 @@ static void test_success_records_and_plans_next(void)
 }
 
 /* A young job whose first trial is still pending may leave its first
- * status write for later (one write then, if it ends soon); not once it
- * is three seconds old, nor when the plan reports more than that. */
+ * status write for later (one write then, if it ends soon); not when the
+ * plan reports more than that, nor, once it is three seconds old, when
+ * its pod is stuck. */
 static void test_first_status_waits_while_pending(void)
 {
     world w;
@@ -481,14 +482,62 @@ static void test_first_status_waits_while_pending(void)
     KT_EQ_INT(reconcile(&w), 0);
     KT_CHECK(w.plan.status != NULL);
     int64_t wait = tj_plan_first_write_wait(w.job, &w.plan, w.env.now);
-    KT_CHECK(wait > 0 && wait <= 2000);
+    KT_CHECK(wait > 0 && wait <= 29000); /* its pod is still being started */
     /* A trial past Pending is worth recording at once. */
     cJSON *rec = cJSON_GetArrayItem(tj_json_path(w.plan.status, "trials"), 0);
     cJSON_ReplaceItemInObjectCaseSensitive(rec, "phase", cJSON_CreateString("Running"));
     KT_EQ_INT(tj_plan_first_write_wait(w.job, &w.plan, w.env.now), 0);
+    /* A pod the kubelet reports as stuck is no reason to wait past 3 s. */
+    set_pod_status(find_pod(&w, "demo-t0"),
+                   parse("{\"phase\":\"Pending\",\"conditions\":[{\"type\":\"PodScheduled\","
+                         "\"status\":\"False\",\"reason\":\"Unschedulable\"}]}"));
+    KT_EQ_INT(reconcile(&w), 0);
+    wait = tj_plan_first_write_wait(w.job, &w.plan, w.env.now);
+    KT_CHECK(wait > 0 && wait <= 2000);
     advance(&w, 2);
     KT_EQ_INT(reconcile(&w), 0);
     KT_EQ_INT(tj_plan_first_write_wait(w.job, &w.plan, w.env.now), 0); /* 3 s old */
+    world_free(&w);
+}
+
+/* Past those three seconds, the first write still waits while the trial
+ * pod is being started (at most 30 s from its creation) and for the first
+ * three seconds of its trainer's run; not for a pod stuck on its image. */
+static void test_first_status_waits_for_starting_pods(void)
+{
+    world w;
+    world_init(&w, SPEC(""));
+    char t[KTIME_BUFSZ];
+    now_str(&w, t);
+    cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(w.job, "metadata"),
+                            "creationTimestamp", t);
+    KT_EQ_INT(reconcile(&w), 0);
+    cJSON_Delete(w.plan.status); /* the controller leaves a launch's status out */
+    w.plan.status = NULL;
+    apply(&w);
+    advance(&w, 10);
+    KT_EQ_INT(reconcile(&w), 0);
+    int64_t wait = tj_plan_first_write_wait(w.job, &w.plan, w.env.now);
+    KT_CHECK(wait > 19000 && wait <= 20000); /* 30 s from the pod's creation */
+    KT_CHECK(w.plan.quiet > 0);
+    advance(&w, 25);
+    KT_EQ_INT(reconcile(&w), 0);
+    KT_EQ_INT(tj_plan_first_write_wait(w.job, &w.plan, w.env.now), 0); /* 35 s: enough */
+    /* Its trainer starts: three more seconds, then Running is news. */
+    pod_run(&w, find_pod(&w, "demo-t0"));
+    KT_EQ_INT(reconcile(&w), 0);
+    wait = tj_plan_first_write_wait(w.job, &w.plan, w.env.now);
+    KT_CHECK(wait > 2000 && wait <= 3000);
+    advance(&w, 3);
+    KT_EQ_INT(reconcile(&w), 0);
+    KT_EQ_INT(tj_plan_first_write_wait(w.job, &w.plan, w.env.now), 0);
+    /* A pod waiting on a missing image is not starting: no wait past 3 s. */
+    set_pod_status(
+        find_pod(&w, "demo-t0"),
+        parse("{\"phase\":\"Pending\",\"containerStatuses\":[{\"name\":\"trainer\",\"state\":"
+              "{\"waiting\":{\"reason\":\"ErrImagePull\",\"message\":\"not found\"}}}]}"));
+    KT_EQ_INT(reconcile(&w), 0);
+    KT_EQ_INT(tj_plan_first_write_wait(w.job, &w.plan, w.env.now), 0);
     world_free(&w);
 }
 
@@ -1203,6 +1252,7 @@ int main(void)
     KT_RUN(test_parallelism);
     KT_RUN(test_pods_created_before_their_records);
     KT_RUN(test_first_status_waits_while_pending);
+    KT_RUN(test_first_status_waits_for_starting_pods);
     KT_RUN(test_goal_met_stop);
     KT_RUN(test_goal_met_finish);
     KT_RUN(test_budget_spent);
