@@ -71,23 +71,22 @@ static const char *image_binary(kl_sandbox *sb, const char *image)
 
 int kl_sandbox_mkdirs(const char *path)
 {
-    /* The parents usually exist: one mkdir then, rather than one per
-     * component (each takes its parent directory's lock). */
+    /* Only the missing components, deepest existing one first: each
+     * mkdir takes its parent directory's lock, and the top ones (/, /tmp)
+     * are shared with every process on the machine. */
     if (mkdir(path, 0755) == 0 || errno == EEXIST)
         return 0;
     if (errno != ENOENT)
         return -1;
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *s = tmp + 1; *s; s++) {
-        if (*s == '/') {
-            *s = 0;
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-                return -1;
-            *s = '/';
-        }
-    }
-    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
+    char parent[4096];
+    snprintf(parent, sizeof(parent), "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (!slash || slash == parent)
+        return -1;
+    *slash = 0;
+    if (kl_sandbox_mkdirs(parent) != 0)
+        return -1;
+    return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -1;
 }
 
 static int write_file(const char *path, const char *data, size_t n, int mode)
