@@ -80,7 +80,7 @@ NOTES = {
     "spec.notify.email.to": "Recipient addresses.",
     "spec.notify.email.secretRef": "Secret (same namespace) with the SMTP username and password keys.",
     "spec.notify.email.secretRef.name": "Name of the Secret.",
-    "status": "What the controller observed and did.",
+    "status": "What the controller observed and did. A new job's first status waits while its trial pods are being started (at most 30 s from their creation) and through their trainers' first 3 s; a trial pod stuck on its image or scheduling ends the wait once the job is 3 s old. A job whose trials end by then gets one write, with its result.",
     "status.phase": "Summary of the search.",
     "status.observedGeneration": "metadata.generation the status describes.",
     "status.trialCount": "Trials started by the current search.",
