@@ -118,18 +118,13 @@ static int add_event(tj_plan_out *p, const char *type, const char *reason, const
  * counted from each pod's creation. */
 #define STARTING_QUIET_MS 30000
 
-/* Trial w stays quiet for left more ms (see tj_plan_out.quiet). */
+/* A trial stays quiet for left more ms (see tj_plan_out.quiet_ms). */
 static void quiet_for(tj_plan_out *out, int64_t left)
 {
-    if (left <= 0) {
-        out->quiet = -1; /* this one is past it: so is the job */
-        return;
-    }
-    if (out->quiet < 0)
-        return;
-    if (!out->quiet || left < out->quiet_ms)
+    if (left <= 0)
+        out->quiet_ms = -1; /* this one is past it: so is the job */
+    else if (out->quiet_ms == 0 || (out->quiet_ms > 0 && left < out->quiet_ms))
         out->quiet_ms = left;
-    out->quiet = 1;
 }
 
 static void requeue(tj_plan_out *p, int64_t ms)
@@ -478,8 +473,7 @@ static int derive_trial(ctx *c, wtrial *w)
                 requeue(c->out, left);
             }
             quiet_for(c->out, left);
-        } else if (p->phase == TJ_POD_PENDING && !p->has_started && !p->stall_reason[0] &&
-                   p->has_created) {
+        } else if (p->phase == TJ_POD_PENDING && !p->stall_reason[0] && p->has_created) {
             quiet_for(c->out, STARTING_QUIET_MS - ktime_diff_ms(c->now, p->created));
         } else {
             quiet_for(c->out, 0);
@@ -1203,7 +1197,7 @@ int64_t tj_plan_first_write_wait(const cJSON *job, const tj_plan_out *p, ktime n
     if (!ct || ktime_parse(ct, &created, NULL) != 0)
         return 0;
     int64_t left = SHORT_TRIAL_MS - ktime_diff_ms(now, created);
-    if (p->quiet > 0 && p->quiet_ms > left)
+    if (p->quiet_ms > left)
         left = p->quiet_ms;
     return left > 0 ? left : 0;
 }

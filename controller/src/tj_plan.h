@@ -90,10 +90,10 @@ typedef struct tj_plan_out {
     tj_event *events;
     int n_events;
     int64_t requeue_after_ms; /* > 0: reconcile again after this long even without a change */
-    /* quiet: every unfinished trial's pod is still starting (created, no
-     * container run yet, nothing wrong) or its trainer started less than
-     * a few seconds ago, for quiet_ms more (tj_plan_first_write_wait). */
-    int quiet;
+    /* > 0: every unfinished trial's pod is still being started (created,
+     * no container run yet, nothing wrong) or its trainer started less
+     * than a few seconds ago, for this many ms more; -1: some trial is past
+     * that; 0: no trial says (tj_plan_first_write_wait). */
     int64_t quiet_ms;
     int finalizer;         /* enum tj_finalizer_op */
     char *finalizer_patch; /* ADD/REMOVE: JSON merge patch for the job (with its

@@ -196,7 +196,6 @@ static int copy_key(cJSON *dst, const cJSON *src, const char *key)
     return tj_json_add_copy(dst, key, cJSON_GetObjectItemCaseSensitive(src, key));
 }
 
-/* params[key] when present, else spec[path] when present. */
 /* A trial's value for key: its searched parameter, else the spec's at path. */
 static const cJSON *param_value(const cJSON *params, const cJSON *spec, const char *key,
                                 const char *path)
@@ -205,6 +204,7 @@ static const cJSON *param_value(const cJSON *params, const cJSON *spec, const ch
     return v ? v : tj_json_path(spec, path);
 }
 
+/* dst[key] = params[key] when present, else spec[path] when present. */
 static int param_or_spec(cJSON *dst, const char *key, const cJSON *params, const cJSON *spec,
                          const char *path)
 {

@@ -256,50 +256,26 @@ void kl_cpu_pod_remove(kl_cpu *cpu, kl_kpod *p)
     p->cpu_burstable = 0;
 }
 
-/* Moves each thread of pid, then each process it has forked, and theirs.
- * A parent moves before its children are listed, so a child forked after
- * the listing is born in the cgroup and one forked before is in the list.
- * Threads go one by one through "tasks": moving a whole process through
+/* Through "tasks", one thread at a time: moving a whole process through
  * cgroup.procs takes a lock whose writer waits for an RCU grace period,
- * up to milliseconds on a busy machine, on the API server's thread. */
-static void enter_tree(const char *cg, pid_t pid, int depth)
-{
-    char dir[64];
-    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    long tids[64];
-    int n = 0;
-    while ((e = readdir(d)) && n < 64) {
-        char *end;
-        long tid = strtol(e->d_name, &end, 10);
-        if (end != e->d_name && !*end) {
-            write_num(cg, "tasks", tid);
-            tids[n++] = tid;
-        }
-    }
-    closedir(d);
-    for (int i = 0; i < n && depth < 16; i++) {
-        char f[128], buf[512];
-        snprintf(f, sizeof(f), "%s/%ld/children", dir, tids[i]);
-        FILE *fp = fopen(f, "re");
-        if (!fp)
-            continue;
-        while (fgets(buf, sizeof(buf), fp)) {
-            char *s = buf, *end;
-            for (long c = strtol(s, &end, 10); end != s; c = strtol(s, &end, 10)) {
-                enter_tree(cg, (pid_t)c, depth + 1);
-                s = end;
-            }
-        }
-        fclose(fp);
-    }
-}
-
+ * up to milliseconds on a busy machine, on the API server's thread. Both
+ * bwrap and the child it has forked are single-threaded while it holds. */
 void kl_cpu_enter(const kl_kpod *p, pid_t pid)
 {
-    if (p->cpu_cg[0] && pid > 0)
-        enter_tree(p->cpu_cg, pid, 0);
+    if (!p->cpu_cg[0] || pid <= 0)
+        return;
+    write_num(p->cpu_cg, "tasks", pid);
+    char f[96], buf[256];
+    snprintf(f, sizeof(f), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    FILE *fp = fopen(f, "re");
+    if (!fp)
+        return;
+    if (fgets(buf, sizeof(buf), fp)) {
+        char *s = buf, *end;
+        for (long c = strtol(s, &end, 10); end != s; c = strtol(s, &end, 10)) {
+            write_num(p->cpu_cg, "tasks", c);
+            s = end;
+        }
+    }
+    fclose(fp);
 }

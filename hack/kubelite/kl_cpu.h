@@ -40,10 +40,12 @@ const char *kl_cpu_mode(const kl_cpu *cpu, const char **why);
 void kl_cpu_pod_add(kl_cpu *cpu, const cJSON *pod, kl_kpod *p);
 void kl_cpu_pod_remove(kl_cpu *cpu, kl_kpod *p);
 
-/* Moves process pid, and the processes it has already forked, into p's
- * cgroup; no-op without one. Called once the process has exec'd: a child
- * still sharing this process's memory (vfork) must not be slowed down to
- * a BestEffort pod's weight while this thread waits for it. */
+/* Moves process pid and the children it has forked into p's cgroup; no-op
+ * without one. pid is a bwrap holding at --block-fd: its sandbox child
+ * forks nothing before it is let go, and forks into the cgroup after.
+ * Called once bwrap has exec'd: a child still sharing this process's
+ * memory (vfork) must not be slowed down to a BestEffort pod's weight
+ * while this thread waits for it. */
 void kl_cpu_enter(const kl_kpod *p, pid_t pid);
 
 #endif

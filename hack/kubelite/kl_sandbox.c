@@ -29,6 +29,7 @@ struct kl_sandbox {
     char dir[4096];
     image_map *maps;
     size_t n_maps;
+    int cg_v2; /* the unified cgroup hierarchy is at /sys/fs/cgroup */
 };
 
 /* ---- image mapping ---- */
@@ -579,10 +580,9 @@ static int write_str(const char *path, const char *v)
     return n == (ssize_t)strlen(v) ? 0 : -1;
 }
 
-static int cg_create(const kl_kpod *p, kl_kctr *c)
+static int cg_create(const kl_sandbox *sb, const kl_kpod *p, kl_kctr *c)
 {
-    struct stat sb;
-    int v2 = stat("/sys/fs/cgroup/cgroup.controllers", &sb) == 0;
+    int v2 = sb->cg_v2;
     char lim[32];
     snprintf(lim, sizeof(lim), "%lld", (long long)c->mem_limit);
     if (v2)
@@ -632,8 +632,9 @@ static void cg_remove(kl_kctr *c)
 /* ---- process launch ---- */
 
 /* Forks and execs a (bwrap or nsenter) in a new session, output to logfile
- * (NULL: discarded), inside cgroup cg when set, else under RLIMIT_AS when a
- * memory limit is given. Returns the child's pid or -1.
+ * (NULL: discarded), in the cgroup whose file cg_join it writes itself to
+ * when set, else under RLIMIT_AS when a memory limit is given. Returns the
+ * child's pid or -1.
  *
  * vfork, not fork: copying the page tables of this process (every pod's
  * state and the store) for each container start cost the API server more
@@ -645,7 +646,7 @@ typedef struct spawn_ctx {
     char *const *argv;
     const char *out; /* stdout and stderr */
     int out_flags;
-    char procs[600]; /* the cgroup's tasks or cgroup.procs, "" for none */
+    const char *join; /* the cgroup file the child writes itself to, NULL: none */
     int64_t mem_limit;
     int hold_fd; /* becomes the child's fd 3 (bwrap's --block-fd), -1: none */
 } spawn_ctx;
@@ -671,9 +672,9 @@ static _Noreturn void spawn_child(const spawn_ctx *sc)
         dup2(sc->hold_fd, 3);
     close_range(sc->hold_fd >= 0 ? 4 : 3, ~0U, 0);
     int in_cg = 0;
-    if (sc->procs[0]) {
+    if (sc->join) {
         /* "0": the process that writes it */
-        int cfd = open(sc->procs, O_WRONLY | O_CLOEXEC);
+        int cfd = open(sc->join, O_WRONLY | O_CLOEXEC);
         in_cg = cfd >= 0 && write(cfd, "0", 1) == 1;
         if (cfd >= 0)
             close(cfd);
@@ -689,31 +690,33 @@ static _Noreturn void spawn_child(const spawn_ctx *sc)
     _exit(127);
 }
 
-static pid_t spawn(argv_t *a, const char *logfile, int64_t mem_limit, const char *cg, int hold_fd)
+/* The vfork in a function of its own: vfork returns twice, and the
+ * compiler cannot keep the caller's arguments safe across that
+ * (-Wclobbered); this one only has a pointer it never changes. */
+__attribute__((noinline)) static pid_t spawn_ctx_run(const spawn_ctx *sc)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = vfork();
+    if (pid == 0)
+        spawn_child(sc);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return pid;
+}
+
+static pid_t spawn(argv_t *a, const char *logfile, int64_t mem_limit, const char *cg_join,
+                   int hold_fd)
 {
     if (!a->v || a->oom)
         return -1;
     spawn_ctx sc = {.argv = a->v,
                     .out = logfile ? logfile : "/dev/null",
                     .out_flags = logfile ? O_WRONLY | O_CREAT | O_APPEND : O_WRONLY,
+                    .join = cg_join,
                     .mem_limit = mem_limit,
                     .hold_fd = hold_fd};
-    if (cg && cg[0]) {
-        /* v1: the child moves itself alone through "tasks", without the
-         * lock cgroup.procs takes (its writer waits for an RCU grace
-         * period while this thread waits on the child). */
-        snprintf(sc.procs, sizeof(sc.procs), "%s/tasks", cg);
-        if (access(sc.procs, F_OK) != 0)
-            snprintf(sc.procs, sizeof(sc.procs), "%s/cgroup.procs", cg);
-    }
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t pid = vfork();
-    if (pid == 0)
-        spawn_child(&sc);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return pid;
+    return spawn_ctx_run(&sc);
 }
 
 /* The container's own session (spawn_child's setsid) is, with the
@@ -750,7 +753,12 @@ void kl_sandbox_start(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, kl_kctr *c)
     kl_kpod_log_path(p, c, c->restarts, lp, sizeof(lp));
     cg_remove(c);
     if (c->mem_limit > 0)
-        cg_create(p, c);
+        cg_create(sb, p, c);
+    /* v1: the child moves itself alone through "tasks", without the lock
+     * cgroup.procs takes (its writer waits for an RCU grace period while
+     * this thread waits on the child); v2 has only cgroup.procs. */
+    char join[600];
+    snprintf(join, sizeof(join), "%s/%s", c->cg, sb->cg_v2 ? "cgroup.procs" : "tasks");
     /* With a cpu cgroup, bwrap waits on a pipe until this thread has moved
      * it there: moved by the child before its exec, the child would run at
      * the pod's weight while this thread waits on it (vfork); moved after,
@@ -759,7 +767,7 @@ void kl_sandbox_start(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, kl_kctr *c)
     int hold[2] = {-1, -1};
     if (p->cpu_cg[0] && pipe2(hold, O_CLOEXEC) != 0)
         hold[0] = hold[1] = -1; /* bwrap's read fails and it goes on */
-    c->pid = spawn(&a, lp, c->mem_limit, c->cg, hold[0]);
+    c->pid = spawn(&a, lp, c->mem_limit, c->cg[0] ? join : NULL, hold[0]);
     argv_free(&a);
     if (hold[0] >= 0) {
         close(hold[0]);
@@ -856,6 +864,7 @@ int kl_sandbox_new(kl_api *api, const char *data_dir, const char *images_file, k
         return KILN_ENOMEM;
     sb->api = api;
     snprintf(sb->dir, sizeof(sb->dir), "%s", data_dir);
+    sb->cg_v2 = access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
     if (images_file) {
         int rc = load_images(sb, images_file, err);
         if (rc) {

@@ -460,6 +460,23 @@ static void test_success_records_and_plans_next(void)
     world_free(&w);
 }
 
+/* A job created now whose first trial pod the controller has just
+ * created, the launch's status left out as the controller leaves it. */
+static void world_launched(world *w)
+{
+    world_init(w, SPEC(""));
+    char t[KTIME_BUFSZ];
+    now_str(w, t);
+    cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(w->job, "metadata"),
+                            "creationTimestamp", t);
+    KT_EQ_INT(reconcile(w), 0);
+    KT_EQ_INT(w->plan.n_creates, 1);
+    KT_EQ_INT(tj_plan_first_write_wait(w->job, &w->plan, w->env.now), 0); /* it launches */
+    cJSON_Delete(w->plan.status);
+    w->plan.status = NULL;
+    apply(w);
+}
+
 /* A young job whose first trial is still pending may leave its first
  * status write for later (one write then, if it ends soon); not when the
  * plan reports more than that, nor, once it is three seconds old, when
@@ -467,17 +484,7 @@ static void test_success_records_and_plans_next(void)
 static void test_first_status_waits_while_pending(void)
 {
     world w;
-    world_init(&w, SPEC(""));
-    char t[KTIME_BUFSZ];
-    now_str(&w, t);
-    cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(w.job, "metadata"),
-                            "creationTimestamp", t);
-    KT_EQ_INT(reconcile(&w), 0);
-    KT_EQ_INT(w.plan.n_creates, 1);
-    KT_EQ_INT(tj_plan_first_write_wait(w.job, &w.plan, w.env.now), 0); /* it launches */
-    cJSON_Delete(w.plan.status); /* the controller leaves a launch's status out */
-    w.plan.status = NULL;
-    apply(&w);
+    world_launched(&w);
     advance(&w, 1);
     KT_EQ_INT(reconcile(&w), 0);
     KT_CHECK(w.plan.status != NULL);
@@ -506,20 +513,12 @@ static void test_first_status_waits_while_pending(void)
 static void test_first_status_waits_for_starting_pods(void)
 {
     world w;
-    world_init(&w, SPEC(""));
-    char t[KTIME_BUFSZ];
-    now_str(&w, t);
-    cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(w.job, "metadata"),
-                            "creationTimestamp", t);
-    KT_EQ_INT(reconcile(&w), 0);
-    cJSON_Delete(w.plan.status); /* the controller leaves a launch's status out */
-    w.plan.status = NULL;
-    apply(&w);
+    world_launched(&w);
     advance(&w, 10);
     KT_EQ_INT(reconcile(&w), 0);
     int64_t wait = tj_plan_first_write_wait(w.job, &w.plan, w.env.now);
     KT_CHECK(wait > 19000 && wait <= 20000); /* 30 s from the pod's creation */
-    KT_CHECK(w.plan.quiet > 0);
+    KT_CHECK(w.plan.quiet_ms > 0);
     advance(&w, 25);
     KT_EQ_INT(reconcile(&w), 0);
     KT_EQ_INT(tj_plan_first_write_wait(w.job, &w.plan, w.env.now), 0); /* 35 s: enough */
