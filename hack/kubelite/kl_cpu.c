@@ -260,11 +260,11 @@ void kl_cpu_pod_remove(kl_cpu *cpu, kl_kpod *p)
  * cgroup.procs takes a lock whose writer waits for an RCU grace period,
  * up to milliseconds on a busy machine, on the API server's thread. Both
  * bwrap and the child it has forked are single-threaded while it holds. */
-void kl_cpu_enter(const kl_kpod *p, pid_t pid)
+void kl_cpu_enter(const char *cg, pid_t pid)
 {
-    if (!p->cpu_cg[0] || pid <= 0)
+    if (!cg[0] || pid <= 0)
         return;
-    write_num(p->cpu_cg, "tasks", pid);
+    write_num(cg, "tasks", pid);
     char f[96], buf[256];
     snprintf(f, sizeof(f), "/proc/%d/task/%d/children", (int)pid, (int)pid);
     FILE *fp = fopen(f, "re");
@@ -273,7 +273,7 @@ void kl_cpu_enter(const kl_kpod *p, pid_t pid)
     if (fgets(buf, sizeof(buf), fp)) {
         char *s = buf, *end;
         for (long c = strtol(s, &end, 10); end != s; c = strtol(s, &end, 10)) {
-            write_num(p->cpu_cg, "tasks", c);
+            write_num(cg, "tasks", c);
             s = end;
         }
     }

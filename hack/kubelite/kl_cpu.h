@@ -40,12 +40,14 @@ const char *kl_cpu_mode(const kl_cpu *cpu, const char **why);
 void kl_cpu_pod_add(kl_cpu *cpu, const cJSON *pod, kl_kpod *p);
 void kl_cpu_pod_remove(kl_cpu *cpu, kl_kpod *p);
 
-/* Moves process pid and the children it has forked into p's cgroup; no-op
- * without one. pid is a bwrap holding at --block-fd: its sandbox child
- * forks nothing before it is let go, and forks into the cgroup after.
- * Called once bwrap has exec'd: a child still sharing this process's
- * memory (vfork) must not be slowed down to a BestEffort pod's weight
- * while this thread waits for it. */
-void kl_cpu_enter(const kl_kpod *p, pid_t pid);
+/* Moves process pid and the children it has forked into the cpu cgroup
+ * cg (a pod's cpu_cg). pid is a bwrap holding at --block-fd: its sandbox
+ * child forks nothing before it is let go, and forks into the cgroup
+ * after. Called once bwrap has exec'd: a child still sharing this
+ * process's memory (vfork) must not be slowed down to a BestEffort pod's
+ * weight while its parent waits for it. Touches no kubelet state, so it
+ * may run on another thread (the kernel can keep it there for a grace
+ * period). */
+void kl_cpu_enter(const char *cg, pid_t pid);
 
 #endif

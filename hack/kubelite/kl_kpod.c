@@ -85,6 +85,7 @@ void kl_kpod_free(kl_kpod *p)
         if (c->cg[0])
             rmdir(c->cg);
     }
+    kl_work_release(p->dirs);
     free(p);
 }
 

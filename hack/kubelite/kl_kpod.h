@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "kl_probe.h"
+#include "kl_worker.h"
 #include "ktime.h"
 
 #define KL_KPOD_MAX_CTR 16
@@ -61,6 +62,8 @@ typedef struct kl_kpod {
     int settled; /* terminal phase written, nothing runs: unchanged until deleted */
     int nice;    /* the pod's CPU weight as a niceness (kl_cpu_pod_add) */
     char cpu_cg[400];      /* the pod's cpu cgroup, "" when weights are niceness */
+    kl_work *dirs;         /* its directories being created (kl_sandbox_prepare) */
+    int dirs_ready;        /* they exist and its volumes are filled */
     int64_t cpu_burstable; /* its shares counted in the burstable group */
 } kl_kpod;
 

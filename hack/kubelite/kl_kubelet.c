@@ -47,6 +47,7 @@ struct kl_kubelet {
     size_t index_cap;
     pod_key *deferred; /* new pods left for later by the start budget */
     size_t n_deferred;
+    size_t n_preparing; /* pods whose directories were not ready at the last look */
     int64_t last_full_ms;
     unsigned ip_next;
     int64_t last_node_ms;
@@ -418,6 +419,11 @@ static void sync_pod(kl_kubelet *k, const cJSON *pod, kl_kpod *p)
         kl_kpod_kill(p, SIGKILL);
     }
     int stopping = p->terminating || p->deadline_hit || p->init_failed;
+    /* Nothing starts before the pod's directories exist, and the status
+     * stays as the scheduler left it (Pending) meanwhile. */
+    int ready = kl_sandbox_ready(k->sb, pod, p);
+    if (!stopping && !ready)
+        return;
     if (!p->initialized && !stopping)
         sync_init(k, pod, p, policy, now);
     for (int i = 0; i < p->n; i++) {
@@ -747,13 +753,41 @@ static int start_deferred(kl_kubelet *k, int64_t t0)
     return k->n_deferred > 0;
 }
 
+/* Syncs the pods whose directories the worker has made since the last
+ * look, for at most the start budget. Returns 1 while some are not ready. */
+static int start_prepared(kl_kubelet *k, int64_t t0)
+{
+    kl_store *st = kl_api_store(k->api);
+    kl_res *r = pods_res(k);
+    size_t waiting = 0;
+    for (size_t i = 0; i < k->n_pods; i++) {
+        kl_kpod *p = k->pods[i];
+        if (p->dirs_ready || p->terminating)
+            continue;
+        if (!kl_work_done(p->dirs) || ktime_mono_ms() - t0 >= KL_KUBELET_START_BUDGET_MS) {
+            waiting++;
+            continue;
+        }
+        const cJSON *pod = kl_store_get(st, r->rkey, p->ns, p->name);
+        if (!pod || strcmp(kl_kpod_jstr0(meta(pod), "uid"), p->uid) != 0)
+            continue; /* gone or replaced: the next full pass deals with it */
+        sync_pod(k, pod, p);
+        settle(st, r, p);
+    }
+    k->n_preparing = waiting;
+    return waiting > 0;
+}
+
 int kl_kubelet_tick(void *ctx)
 {
     kl_kubelet *k = ctx;
     int64_t t0 = ktime_mono_ms();
-    /* Between full passes (every 100 ms), only the starts left over. */
-    if (k->n_deferred && t0 - k->last_full_ms < 100)
-        return start_deferred(k, t0);
+    /* Between full passes (every 100 ms), only the starts left over and
+     * the pods whose directories became ready. */
+    if ((k->n_deferred || k->n_preparing) && t0 - k->last_full_ms < 100) {
+        int more = k->n_preparing ? start_prepared(k, t0) : 0;
+        return start_deferred(k, t0) | more;
+    }
     k->last_full_ms = t0;
     k->n_deferred = 0;
     int64_t start_ms = 0; /* spent starting new pods in this pass */
@@ -817,6 +851,13 @@ int kl_kubelet_tick(void *ctx)
                 ktime_mono_ms() + (cJSON_IsNumber(g) ? (int64_t)g->valuedouble * 1000 : 0);
             kl_kpod_kill(p, SIGTERM);
         }
+        /* A pod whose directories are ready starts its containers in this
+         * sync: that counts against the start budget like a new pod. */
+        if (!s0 && !p->dirs_ready && !p->terminating && kl_work_done(p->dirs)) {
+            if (start_ms >= KL_KUBELET_START_BUDGET_MS)
+                continue; /* start_prepared() starts it soon */
+            s0 = ktime_mono_ms();
+        }
         sync_pod(k, pod, p);
         settle(st, r, p);
         if (p->terminating) {
@@ -849,5 +890,8 @@ int kl_kubelet_tick(void *ctx)
         index_rebuild(k);
     }
     kl_svc_sync(k->svc);
-    return k->n_deferred > 0;
+    k->n_preparing = 0;
+    for (size_t i = 0; i < k->n_pods; i++)
+        k->n_preparing += !k->pods[i]->dirs_ready && !k->pods[i]->terminating;
+    return k->n_deferred > 0 || k->n_preparing > 0;
 }

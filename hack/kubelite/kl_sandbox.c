@@ -17,6 +17,8 @@
 
 #include "kl_cpu.h"
 #include "kl_table.h"
+#include "kl_worker.h"
+#include "klog.h"
 #include "ktime.h"
 
 typedef struct image_map {
@@ -24,12 +26,23 @@ typedef struct image_map {
     char bin[4096];
 } image_map;
 
+typedef struct dir_listing {
+    char dir[4096];
+    dev_t dev;
+    ino_t ino;
+    struct timespec mtime;
+    char *ents; /* "name\0target\0" pairs, target "" for a non-symlink; "\0" ends */
+} dir_listing;
+
 struct kl_sandbox {
     kl_api *api;
     char dir[4096];
     image_map *maps;
     size_t n_maps;
     int cg_v2; /* the unified cgroup hierarchy is at /sys/fs/cgroup */
+    kl_worker *worker; /* NULL: its work is done on the caller's thread */
+    dir_listing listings[8]; /* bind_command's, one per covered directory */
+    size_t n_listings;
 };
 
 /* ---- image mapping ---- */
@@ -193,11 +206,12 @@ static const char *field_ref(const cJSON *pod, const kl_kpod *p, const char *pat
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* Volumes: returns the host directory for a volume name. */
-static int volume_dir(kl_sandbox *sb, const cJSON *pod, const kl_kpod *p, const char *vname,
-                      char *out, size_t n, int *is_file)
+/* Where a volume lives on the host; no file-system calls. */
+enum vol_kind { VOL_NONE, VOL_HOST, VOL_HOST_CREATE, VOL_CLAIM, VOL_POD };
+
+static enum vol_kind volume_path(const kl_sandbox *sb, const cJSON *pod, const kl_kpod *p,
+                                 const char *vname, char *out, size_t n)
 {
-    *is_file = 0;
     const cJSON *v;
     cJSON_ArrayForEach(v, kl_table_jsonpath(pod, ".spec.volumes"))
     {
@@ -208,34 +222,135 @@ static int volume_dir(kl_sandbox *sb, const cJSON *pod, const kl_kpod *p, const 
         if (hp) {
             snprintf(out, n, "%s", kl_kpod_jstr0(hp, "path"));
             const char *type = kl_kpod_jstr(hp, "type");
-            if (type && (!strcmp(type, "DirectoryOrCreate")))
-                kl_sandbox_mkdirs(out);
-            struct stat sb;
-            if (stat(out, &sb) == 0 && !S_ISDIR(sb.st_mode))
-                *is_file = 1;
-            return stat(out, &sb) == 0 ? 0 : -1;
+            return type && !strcmp(type, "DirectoryOrCreate") ? VOL_HOST_CREATE : VOL_HOST;
         }
         if (pvc) {
             snprintf(out, n, "%s/volumes/%s/%s", sb->dir, p->ns, kl_kpod_jstr0(pvc, "claimName"));
-            return kl_sandbox_mkdirs(out);
+            return VOL_CLAIM;
         }
+        /* emptyDir, configMap, secret, downwardAPI: filled at pod setup */
         snprintf(out, n, "%s/vol/%s", p->dir, vname);
-        return 0; /* emptyDir, configMap, secret, downwardAPI: prepared at pod setup */
+        return VOL_POD;
+    }
+    return VOL_NONE;
+}
+
+/* Volumes: returns the host directory for a volume name. The directories
+ * were made when the pod was prepared; a claim's is made again if it was
+ * removed since. */
+static int volume_dir(kl_sandbox *sb, const cJSON *pod, const kl_kpod *p, const char *vname,
+                      char *out, size_t n, int *is_file)
+{
+    *is_file = 0;
+    struct stat st;
+    switch (volume_path(sb, pod, p, vname, out, n)) {
+    case VOL_NONE:
+        return -1;
+    case VOL_HOST_CREATE:
+        kl_sandbox_mkdirs(out);
+        /* fall through */
+    case VOL_HOST:
+        if (stat(out, &st) != 0)
+            return -1;
+        *is_file = !S_ISDIR(st.st_mode);
+        return 0;
+    case VOL_CLAIM:
+        /* stat first: mkdir locks the parent, where the worker may be
+         * making another claim's directory */
+        return stat(out, &st) == 0 ? 0 : kl_sandbox_mkdirs(out);
+    case VOL_POD:
+        return 0;
     }
     return -1;
 }
 
-static void setup_volumes(kl_sandbox *sb, const cJSON *pod, kl_kpod *p)
+/* Calls fn with every directory the pod needs before a container starts:
+ * its logs and termination messages, its own volumes, its claims'
+ * directories, hostPath directories to create and subPaths. */
+static void each_dir(const kl_sandbox *sb, const cJSON *pod, const kl_kpod *p,
+                     void (*fn)(void *ctx, const char *dir), void *ctx)
+{
+    char d[4400];
+    snprintf(d, sizeof(d), "%s/logs", p->dir);
+    fn(ctx, d);
+    snprintf(d, sizeof(d), "%s/term", p->dir);
+    fn(ctx, d);
+    const cJSON *v;
+    cJSON_ArrayForEach(v, kl_table_jsonpath(pod, ".spec.volumes"))
+    {
+        enum vol_kind k = volume_path(sb, pod, p, kl_kpod_jstr0(v, "name"), d, sizeof(d));
+        if (k == VOL_POD || k == VOL_CLAIM || k == VOL_HOST_CREATE)
+            fn(ctx, d);
+    }
+    const char *lists[] = {".spec.initContainers", ".spec.containers"};
+    for (size_t i = 0; i < 2; i++) {
+        const cJSON *cs, *vm;
+        cJSON_ArrayForEach(cs, kl_table_jsonpath(pod, lists[i]))
+        {
+            cJSON_ArrayForEach(vm, cJSON_GetObjectItemCaseSensitive(cs, "volumeMounts"))
+            {
+                const char *sub = kl_kpod_jstr(vm, "subPath");
+                if (!sub || !sub[0] ||
+                    volume_path(sb, pod, p, kl_kpod_jstr0(vm, "name"), d, sizeof(d)) == VOL_NONE)
+                    continue;
+                size_t len = strlen(d);
+                snprintf(d + len, sizeof(d) - len, "/%s", sub);
+                fn(ctx, d);
+            }
+        }
+    }
+}
+
+/* The directories as one buffer of NUL-terminated paths, for the worker. */
+typedef struct dir_list {
+    char *buf;
+    size_t len, cap;
+    int oom;
+} dir_list;
+
+static void dir_list_add(void *ctx, const char *dir)
+{
+    dir_list *l = ctx;
+    size_t n = strlen(dir) + 1;
+    if (l->oom)
+        return;
+    if (l->len + n + 1 > l->cap) {
+        size_t cap = (l->len + n + 1) * 2;
+        char *b = realloc(l->buf, cap);
+        if (!b) {
+            l->oom = 1;
+            return;
+        }
+        l->buf = b;
+        l->cap = cap;
+    }
+    memcpy(l->buf + l->len, dir, n);
+    l->len += n;
+    l->buf[l->len] = 0; /* an empty path ends the list */
+}
+
+static void mkdirs_cb(void *ctx, const char *dir)
+{
+    (void)ctx;
+    kl_sandbox_mkdirs(dir);
+}
+
+/* On the worker: makes every directory of a dir_list buffer. */
+static void make_dirs(void *arg)
+{
+    for (const char *d = arg; d && *d; d += strlen(d) + 1)
+        kl_sandbox_mkdirs(d);
+}
+
+/* Fills the pod's configMap, secret and downwardAPI volumes (their
+ * directories exist). */
+static void fill_volumes(kl_sandbox *sb, const cJSON *pod, kl_kpod *p)
 {
     const cJSON *v;
     char d[4400];
     cJSON_ArrayForEach(v, kl_table_jsonpath(pod, ".spec.volumes"))
     {
         snprintf(d, sizeof(d), "%s/vol/%s", p->dir, kl_kpod_jstr0(v, "name"));
-        if (cJSON_GetObjectItemCaseSensitive(v, "hostPath") ||
-            cJSON_GetObjectItemCaseSensitive(v, "persistentVolumeClaim"))
-            continue;
-        kl_sandbox_mkdirs(d);
         const cJSON *cm = cJSON_GetObjectItemCaseSensitive(v, "configMap");
         const cJSON *sec = cJSON_GetObjectItemCaseSensitive(v, "secret");
         const cJSON *dw = cJSON_GetObjectItemCaseSensitive(v, "downwardAPI");
@@ -337,13 +452,76 @@ static const char *env_value(kl_sandbox *sb, const cJSON *pod, const kl_kpod *p,
     return NULL;
 }
 
+/* The entries of a host directory bind_command covers with a tmpfs, read
+ * once and again only when the directory changes: reading a directory
+ * takes its lock, which every starting bwrap holds exclusively while it
+ * mounts that tmpfs, at the weight of its pod (BestEffort: almost none),
+ * so a read on the API server's thread could wait for hundreds of
+ * milliseconds. stat() takes no lock. NULL when unreadable. */
+static const char *listing(kl_sandbox *sb, const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return NULL;
+    dir_listing *l = NULL;
+    for (size_t i = 0; i < sb->n_listings; i++)
+        if (!strcmp(sb->listings[i].dir, dir))
+            l = &sb->listings[i];
+    if (l && l->dev == st.st_dev && l->ino == st.st_ino &&
+        l->mtime.tv_sec == st.st_mtim.tv_sec && l->mtime.tv_nsec == st.st_mtim.tv_nsec)
+        return l->ents;
+    if (!l) {
+        if (sb->n_listings == sizeof(sb->listings) / sizeof(sb->listings[0]))
+            return NULL;
+        l = &sb->listings[sb->n_listings++];
+        snprintf(l->dir, sizeof(l->dir), "%s", dir);
+    }
+    free(l->ents);
+    l->ents = NULL;
+    size_t len = 0, cap = 0;
+    char *buf = NULL;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char path[4400], target[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        target[n > 0 ? n : 0] = '\0';
+        size_t need = strlen(e->d_name) + strlen(target) + 3;
+        if (len + need > cap) {
+            cap = (len + need) * 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                closedir(d);
+                return NULL;
+            }
+            buf = nb;
+        }
+        len += (size_t)sprintf(buf + len, "%s", e->d_name) + 1;
+        len += (size_t)sprintf(buf + len, "%s", target) + 1;
+        buf[len] = '\0';
+    }
+    if (d)
+        closedir(d);
+    if (!buf)
+        buf = calloc(1, 1);
+    l->ents = buf;
+    l->dev = st.st_dev;
+    l->ino = st.st_ino;
+    l->mtime = st.st_mtim;
+    return l->ents;
+}
+
 /* Binds the image's binary at the container's command path. Inside the
  * read-only /usr bwrap cannot create a missing mount point (say
  * /usr/local/bin/kiln-trainer on a host without it), so the deepest
  * existing directory on that path is covered with a tmpfs, the host's
  * entries in it are bound back one by one, and the missing directories are
  * made in the tmpfs. */
-static void bind_command(argv_t *a, const char *bin, const char *at)
+static void bind_command(kl_sandbox *sb, argv_t *a, const char *bin, const char *at)
 {
     struct stat st;
     if (strncmp(at, "/usr/", 5) != 0 || lstat(at, &st) == 0) {
@@ -360,16 +538,12 @@ static void bind_command(argv_t *a, const char *bin, const char *at)
         *strrchr(dir, '/') = '\0';
     arg(a, "--tmpfs");
     arg(a, dir);
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        char path[4400], target[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        ssize_t n = readlink(path, target, sizeof target - 1);
-        if (n > 0) {
-            target[n] = '\0';
+    const char *ents = listing(sb, dir);
+    for (const char *e = ents; e && *e;) {
+        const char *target = e + strlen(e) + 1;
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", dir, e);
+        if (*target) {
             arg(a, "--symlink");
             arg(a, target);
         } else {
@@ -377,9 +551,8 @@ static void bind_command(argv_t *a, const char *bin, const char *at)
             arg(a, path);
         }
         arg(a, path);
+        e = target + strlen(target) + 1;
     }
-    if (d)
-        closedir(d);
     /* directories between the tmpfs and the binary */
     size_t base = strlen(dir);
     char sub[4096];
@@ -508,7 +681,7 @@ static int build_argv(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, const cJSON 
     if (bin) {
         const char *at = cmd0 && cmd0[0] == '/' ? cmd0 : bin;
         if (strncmp(at, "/usr/", 5) != 0 || strcmp(at, bin) != 0)
-            bind_command(a, bin, at);
+            bind_command(sb, a, bin, at);
         if (!cmd0)
             cmd0 = bin;
     }
@@ -734,6 +907,27 @@ static void set_session_nice(pid_t pid, int nice)
     write_str(f, v);
 }
 
+/* A held bwrap to move into its pod's cpu cgroup, then let go. */
+typedef struct enter_arg {
+    pid_t pid;
+    int release_fd; /* the write end of bwrap's --block-fd */
+    char cg[400];
+} enter_arg;
+
+/* On the worker: the move can wait for an RCU grace period, milliseconds
+ * under load. bwrap is held until then, so its pid names it unless the
+ * kubelet killed and reaped it first; the kernel hands pids out in
+ * increasing order, so none is reused in the moment the worker takes. */
+static void enter_cgroup(void *arg)
+{
+    enter_arg *e = arg;
+    kl_cpu_enter(e->cg, e->pid);
+    if (write(e->release_fd, "", 1) != 1) {
+        /* bwrap is gone: its exit is reaped like any other */
+    }
+    close(e->release_fd);
+}
+
 void kl_sandbox_start(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, kl_kctr *c)
 {
     const cJSON *cs = kl_kpod_spec(pod, c);
@@ -771,11 +965,16 @@ void kl_sandbox_start(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, kl_kctr *c)
     argv_free(&a);
     if (hold[0] >= 0) {
         close(hold[0]);
-        kl_cpu_enter(p, c->pid);
-        if (write(hold[1], "", 1) != 1) {
-            /* bwrap is gone: its exit is reaped like any other */
+        enter_arg *e = malloc(sizeof(*e));
+        if (e) {
+            *e = (enter_arg){.pid = c->pid, .release_fd = hold[1]};
+            snprintf(e->cg, sizeof(e->cg), "%s", p->cpu_cg);
+            kl_worker_run(sb->worker, enter_cgroup, e, 0);
+        } else {
+            enter_arg on_stack = {.pid = c->pid, .release_fd = hold[1]};
+            snprintf(on_stack.cg, sizeof(on_stack.cg), "%s", p->cpu_cg);
+            enter_cgroup(&on_stack);
         }
-        close(hold[1]);
     }
     /* Set from here once the child has exec'd: lowered in the child, this
      * thread (suspended until that exec) would wait behind the very
@@ -847,12 +1046,28 @@ int kl_sandbox_exec_in(pid_t sandbox, const cJSON *cmd, pid_t *out)
 
 void kl_sandbox_prepare(kl_sandbox *sb, const cJSON *pod, kl_kpod *p)
 {
-    char d[4400];
-    snprintf(d, sizeof(d), "%s/logs", p->dir);
-    kl_sandbox_mkdirs(d);
-    snprintf(d, sizeof(d), "%s/term", p->dir);
-    kl_sandbox_mkdirs(d);
-    setup_volumes(sb, pod, p);
+    dir_list l = {0};
+    each_dir(sb, pod, p, dir_list_add, &l);
+    if (l.oom || !l.buf) {
+        free(l.buf);
+        each_dir(sb, pod, p, mkdirs_cb, NULL);
+        p->dirs = kl_worker_run(NULL, make_dirs, NULL, 1);
+        return;
+    }
+    p->dirs = kl_worker_run(sb->worker, make_dirs, l.buf, 1);
+}
+
+int kl_sandbox_ready(kl_sandbox *sb, const cJSON *pod, kl_kpod *p)
+{
+    if (p->dirs_ready)
+        return 1;
+    if (!kl_work_done(p->dirs))
+        return 0;
+    kl_work_release(p->dirs);
+    p->dirs = NULL;
+    fill_volumes(sb, pod, p);
+    p->dirs_ready = 1;
+    return 1;
 }
 
 int kl_sandbox_new(kl_api *api, const char *data_dir, const char *images_file, kl_sandbox **out,
@@ -865,6 +1080,10 @@ int kl_sandbox_new(kl_api *api, const char *data_dir, const char *images_file, k
     sb->api = api;
     snprintf(sb->dir, sizeof(sb->dir), "%s", data_dir);
     sb->cg_v2 = access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
+    kiln_error werr = {0};
+    if (kl_worker_new(&sb->worker, &werr) != 0)
+        klog(KLOG_WARN, "no kubelet worker thread: pods' directories and cgroup moves are made "
+             "on the API server's thread", KS("error", werr.msg), KEND);
     if (images_file) {
         int rc = load_images(sb, images_file, err);
         if (rc) {
@@ -880,6 +1099,9 @@ void kl_sandbox_free(kl_sandbox *sb)
 {
     if (!sb)
         return;
+    kl_worker_free(sb->worker);
+    for (size_t i = 0; i < sb->n_listings; i++)
+        free(sb->listings[i].ents);
     free(sb->maps);
     free(sb);
 }

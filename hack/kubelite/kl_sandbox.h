@@ -5,7 +5,9 @@
  * namespace, read-only host /usr, volumes at their mount paths,
  * /dev/termination-log, env with $(VAR) expansion), memory limits through a
  * memory cgroup (or RLIMIT_AS), and the fork/exec itself. It also runs a
- * command inside a running container's namespaces (exec probes).
+ * command inside a running container's namespaces (exec probes). System
+ * calls that can block for milliseconds (new directories, moves into a
+ * cpu cgroup) go to a worker thread (kl_worker).
  *
  * It does not decide when to start or restart anything: kl_kubelet does.
  * Ownership: kl_sandbox_new()/kl_sandbox_free(); the kl_api is borrowed. */
@@ -29,10 +31,16 @@ int kl_sandbox_new(kl_api *api, const char *data_dir, const char *images_file, k
                    kiln_error *err);
 void kl_sandbox_free(kl_sandbox *sb);
 
-/* Creates the pod's directories (logs, termination messages) and fills
- * its emptyDir, configMap, secret and downwardAPI volumes. Init and app
+/* Has the pod's directories (logs, termination messages, its own volumes,
+ * its claims' directories, subPaths) made on the worker thread: a new
+ * directory can cost the file system a millisecond or more. Init and app
  * containers see the same volume directories. */
 void kl_sandbox_prepare(kl_sandbox *sb, const cJSON *pod, kl_kpod *p);
+
+/* 1 once the directories kl_sandbox_prepare asked for exist; the first
+ * time, it also fills the pod's configMap, secret and downwardAPI
+ * volumes. No container of the pod starts before. */
+int kl_sandbox_ready(kl_sandbox *sb, const cJSON *pod, kl_kpod *p);
 
 /* Starts container c of pod: sets pid, running, started, started_at and
  * clears the previous exit. When the spec cannot run (no command, a

@@ -1,0 +1,142 @@
+/* kl_worker: the kubelet's thread for blocking system calls (see
+ * kl_worker.h).
+ *
+ * A FIFO under one mutex. An item carries two references while a handle
+ * is out (the queue's and the handle's) and one otherwise; whichever of
+ * the worker and kl_work_release() drops the last frees it. */
+#include "kl_worker.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+
+struct kl_work {
+    kl_worker *w;
+    kl_work *next;
+    kl_work_fn fn;
+    void *arg;
+    int done;
+    int refs;
+};
+
+struct kl_worker {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thr;
+    kl_work *head, *tail;
+    int stop;
+};
+
+/* The handle of work done on the caller's thread: nothing to free. */
+static kl_work DONE = {.done = 1};
+
+static void drop(kl_worker *w, kl_work *wk, int ran)
+{
+    pthread_mutex_lock(&w->mu);
+    wk->done |= ran;
+    int last = --wk->refs == 0;
+    pthread_mutex_unlock(&w->mu);
+    if (last)
+        free(wk);
+}
+
+static void *loop(void *ctx)
+{
+    kl_worker *w = ctx;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (!w->head && !w->stop)
+            pthread_cond_wait(&w->cv, &w->mu);
+        kl_work *wk = w->head;
+        if (!wk) {
+            pthread_mutex_unlock(&w->mu);
+            return NULL;
+        }
+        w->head = wk->next;
+        if (!w->head)
+            w->tail = NULL;
+        pthread_mutex_unlock(&w->mu);
+        wk->fn(wk->arg);
+        free(wk->arg);
+        wk->arg = NULL;
+        drop(w, wk, 1);
+    }
+}
+
+int kl_worker_new(kl_worker **out, kiln_error *err)
+{
+    *out = NULL;
+    kl_worker *w = calloc(1, sizeof(*w));
+    if (!w)
+        return KILN_ENOMEM;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    /* Signals are for the main thread (its handlers stop the server). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&w->thr, NULL, loop, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return kiln_fail(err, KILN_EIO, "kubelet worker thread: error %d", rc);
+    }
+    *out = w;
+    return 0;
+}
+
+void kl_worker_free(kl_worker *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thr, NULL);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+kl_work *kl_worker_run(kl_worker *w, kl_work_fn fn, void *arg, int want_handle)
+{
+    kl_work *wk = w ? calloc(1, sizeof(*wk)) : NULL;
+    if (!wk) {
+        fn(arg);
+        free(arg);
+        return want_handle ? &DONE : NULL;
+    }
+    wk->w = w;
+    wk->fn = fn;
+    wk->arg = arg;
+    wk->refs = want_handle ? 2 : 1;
+    pthread_mutex_lock(&w->mu);
+    if (w->tail)
+        w->tail->next = wk;
+    else
+        w->head = wk;
+    w->tail = wk;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return want_handle ? wk : NULL;
+}
+
+int kl_work_done(kl_work *wk)
+{
+    if (!wk || wk == &DONE)
+        return 1;
+    pthread_mutex_lock(&wk->w->mu);
+    int d = wk->done;
+    pthread_mutex_unlock(&wk->w->mu);
+    return d;
+}
+
+void kl_work_release(kl_work *wk)
+{
+    if (!wk || wk == &DONE)
+        return;
+    drop(wk->w, wk, 0);
+}

@@ -1,0 +1,38 @@
+/* kl_worker: one thread for the kubelet's system calls that can block
+ * for milliseconds, so the API server's thread never waits on them:
+ * creating a new pod's directories (on ext4, a directory's inode
+ * allocation can scan inode tables for a millisecond or more) and moving a
+ * container into its cgroup (the kernel waits for an RCU grace period when
+ * one process moves another).
+ *
+ * A work item is a function and its argument; the worker calls it, then
+ * frees the argument. The thread that queued an item either forgets it or
+ * keeps a handle to ask whether it ran, and releases the handle when done
+ * with it, even before the item ran. Work is done in the order queued.
+ *
+ * Ownership: kl_worker_new()/kl_worker_free(); a kl_work handle is owned
+ * by whoever asked for one until kl_work_release(). */
+#ifndef KL_WORKER_H
+#define KL_WORKER_H
+
+#include "kiln_err.h"
+
+typedef struct kl_worker kl_worker;
+typedef struct kl_work kl_work;
+typedef void (*kl_work_fn)(void *arg);
+
+int kl_worker_new(kl_worker **out, kiln_error *err);
+/* Runs the work still queued, then stops and joins the thread. */
+void kl_worker_free(kl_worker *w);
+
+/* Queues fn(arg); arg (malloc'd, may be NULL) is the worker's from now on
+ * and freed after fn returns. With want_handle, returns a handle for
+ * kl_work_done(); without, NULL. Runs fn(arg) at once on the calling
+ * thread, and returns an already done handle, when w is NULL or the item
+ * cannot be allocated, so the work is never lost. */
+kl_work *kl_worker_run(kl_worker *w, kl_work_fn fn, void *arg, int want_handle);
+/* 1 once the item's function returned. A NULL handle counts as done. */
+int kl_work_done(kl_work *wk);
+void kl_work_release(kl_work *wk);
+
+#endif
