@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kiln_err.h"
@@ -82,6 +83,16 @@ void kl_kpod_free(kl_kpod *p)
         kl_probe_cancel(&c->liveness);
         kl_probe_cancel(&c->readiness);
         cJSON_Delete(c->last_state);
+        if (c->spawning) {
+            kl_work_wait(c->spawning);
+            pid_t pid = (pid_t)kl_work_result(c->spawning);
+            kl_work_release(c->spawning);
+            if (pid > 0) {
+                kill(-pid, SIGKILL);
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+            }
+        }
         if (c->cg[0])
             rmdir(c->cg);
     }
@@ -151,6 +162,11 @@ static pid_t main_process(pid_t sandbox)
 
 void kl_kctr_kill(kl_kctr *c, int sig)
 {
+    if (c->running && c->spawning && c->pid <= 0) {
+        if (c->pending_sig != SIGKILL)
+            c->pending_sig = sig;
+        return;
+    }
     if (!c->running || c->pid <= 0)
         return;
     /* A graceful stop signals the container's first process alone, as a

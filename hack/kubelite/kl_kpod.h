@@ -42,6 +42,8 @@ typedef struct kl_kctr {
     int64_t kill_at_ms; /* a probe-failure kill in progress: SIGKILL at */
     int64_t mem_limit;
     char cg[512]; /* memory cgroup of the running instance, "" if none */
+    kl_work *spawning; /* the worker is starting this instance: pid is 0 until then */
+    int pending_sig;   /* a signal asked for meanwhile, sent once the pid is known */
 } kl_kctr;
 
 typedef struct kl_kpod {
@@ -72,7 +74,8 @@ typedef struct kl_kpod {
  * KILN_ENOMEM. */
 int kl_kpod_new(const cJSON *pod, const char *data_dir, const char *ip, kl_kpod **out);
 /* Ends probe checks in flight, removes leftover cgroups, frees. Processes
- * are the caller's to stop first. */
+ * are the caller's to stop first; a start still on the worker is waited
+ * for and its process killed. */
 void kl_kpod_free(kl_kpod *p);
 
 /* The container record named name, or NULL (borrowed). */

@@ -207,9 +207,13 @@ static kl_kpod *add_pod(kl_kubelet *k, const cJSON *pod)
     return p;
 }
 
-/* Stops every process of p (SIGKILL) and waits for them. */
-static void stop_pod(kl_kpod *p)
+/* Stops every process of p (SIGKILL) and waits for them; starts still on
+ * the worker are killed there. */
+static void stop_pod(kl_kubelet *k, kl_kpod *p)
 {
+    for (int i = 0; i < p->n; i++)
+        if (!kl_sandbox_started(&p->c[i], 0))
+            kl_sandbox_abandon(k->sb, &p->c[i]);
     kl_kpod_kill(p, SIGKILL);
     for (int i = 0; i < p->n; i++)
         if (p->c[i].running)
@@ -247,7 +251,7 @@ static void reap(kl_kpod *p)
 {
     for (int i = 0; i < p->n; i++) {
         kl_kctr *c = &p->c[i];
-        if (!c->running || c->pid <= 0)
+        if (!kl_sandbox_started(c, 0) || !c->running || c->pid <= 0)
             continue;
         int st;
         pid_t w = waitpid(c->pid, &st, WNOHANG);
@@ -430,7 +434,7 @@ static void sync_pod(kl_kubelet *k, const cJSON *pod, kl_kpod *p)
         kl_kctr *c = &p->c[i];
         if (c->running) {
             /* A terminating pod is being stopped anyway: no probe kills. */
-            if (!c->init && !p->terminating)
+            if (!c->init && !p->terminating && !c->spawning)
                 run_probes(k, pod, p, c);
             continue;
         }
@@ -697,7 +701,7 @@ void kl_kubelet_free(kl_kubelet *k)
     if (!k)
         return;
     for (size_t i = 0; i < k->n_pods; i++) {
-        stop_pod(k->pods[i]);
+        stop_pod(k, k->pods[i]);
         kl_cpu_pod_remove(k->cpu, k->pods[i]);
         kl_kpod_free(k->pods[i]);
     }
@@ -878,7 +882,7 @@ int kl_kubelet_tick(void *ctx)
     for (size_t i = 0; i < k->n_pods; i++) {
         kl_kpod *p = k->pods[i];
         if (p->gone) {
-            stop_pod(p);
+            stop_pod(k, p);
             kl_cpu_pod_remove(k->cpu, p);
             kl_kpod_free(p);
         } else {

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kl_cpu.h"
@@ -336,10 +337,11 @@ static void mkdirs_cb(void *ctx, const char *dir)
 }
 
 /* On the worker: makes every directory of a dir_list buffer. */
-static void make_dirs(void *arg)
+static long make_dirs(void *arg)
 {
     for (const char *d = arg; d && *d; d += strlen(d) + 1)
         kl_sandbox_mkdirs(d);
+    return 0;
 }
 
 /* Fills the pod's configMap, secret and downwardAPI volumes (their
@@ -753,27 +755,6 @@ static int write_str(const char *path, const char *v)
     return n == (ssize_t)strlen(v) ? 0 : -1;
 }
 
-static int cg_create(const kl_sandbox *sb, const kl_kpod *p, kl_kctr *c)
-{
-    int v2 = sb->cg_v2;
-    char lim[32];
-    snprintf(lim, sizeof(lim), "%lld", (long long)c->mem_limit);
-    if (v2)
-        snprintf(c->cg, sizeof(c->cg), "/sys/fs/cgroup/kubelite-%s-%s-%d", p->uid, c->name,
-                 c->restarts);
-    else
-        snprintf(c->cg, sizeof(c->cg), "/sys/fs/cgroup/memory/kubelite-%s-%s-%d", p->uid, c->name,
-                 c->restarts);
-    char f[600];
-    snprintf(f, sizeof(f), "%s/%s", c->cg, v2 ? "memory.max" : "memory.limit_in_bytes");
-    if ((mkdir(c->cg, 0755) != 0 && errno != EEXIST) || write_str(f, lim) != 0) {
-        rmdir(c->cg);
-        c->cg[0] = 0;
-        return -1;
-    }
-    return 0;
-}
-
 /* oom_kill count of the container's cgroup (0 when unknown). */
 static long cg_oom_kills(const kl_kctr *c)
 {
@@ -907,94 +888,181 @@ static void set_session_nice(pid_t pid, int nice)
     write_str(f, v);
 }
 
-/* A held bwrap to move into its pod's cpu cgroup, then let go. */
-typedef struct enter_arg {
-    pid_t pid;
-    int release_fd; /* the write end of bwrap's --block-fd */
-    char cg[400];
-} enter_arg;
+/* A container start handed to the worker, with copies of all it needs:
+ * the pod and the container records may change or go meanwhile. */
+typedef struct start_arg {
+    argv_t argv;
+    char log[4400], term[4400];
+    int64_t mem_limit;
+    char mem_cg[512]; /* the memory cgroup to make, "" for none */
+    char old_cg[512]; /* the previous instance's, to remove */
+    int cg_v2;
+    char cpu_cg[400]; /* the pod's cpu cgroup, "" when weights are niceness */
+    int nice;
+} start_arg;
 
-/* On the worker: the move can wait for an RCU grace period, milliseconds
- * under load. bwrap is held until then, so its pid names it unless the
- * kubelet killed and reaped it first; the kernel hands pids out in
- * increasing order, so none is reused in the moment the worker takes. */
-static void enter_cgroup(void *arg)
+static int make_mem_cg(const char *cg, int64_t limit, int v2)
 {
-    enter_arg *e = arg;
-    kl_cpu_enter(e->cg, e->pid);
-    if (write(e->release_fd, "", 1) != 1) {
-        /* bwrap is gone: its exit is reaped like any other */
+    char f[600], lim[32];
+    snprintf(lim, sizeof(lim), "%lld", (long long)limit);
+    snprintf(f, sizeof(f), "%s/%s", cg, v2 ? "memory.max" : "memory.limit_in_bytes");
+    if ((mkdir(cg, 0755) != 0 && errno != EEXIST) || write_str(f, lim) != 0) {
+        rmdir(cg);
+        return -1;
     }
-    close(e->release_fd);
+    return 0;
+}
+
+/* On the worker: everything between a container's command line and its
+ * process running in its cgroups, each step of which can block this
+ * thread for milliseconds (file creation, cgroup mkdir and moves under
+ * the kernel's cgroup lock, the vfork until bwrap's exec). Returns the
+ * pid, or -1. */
+static long start_container(void *arg)
+{
+    start_arg *s = arg;
+    write_file(s->term, "", 0, 0666);
+    if (s->old_cg[0])
+        rmdir(s->old_cg);
+    /* v1: the child moves itself alone through "tasks", without the lock
+     * cgroup.procs takes (its writer waits for an RCU grace period while
+     * this thread waits on the child); v2 has only cgroup.procs. */
+    char join[600];
+    const char *jp = NULL;
+    if (s->mem_cg[0] && make_mem_cg(s->mem_cg, s->mem_limit, s->cg_v2) == 0) {
+        snprintf(join, sizeof(join), "%s/%s", s->mem_cg, s->cg_v2 ? "cgroup.procs" : "tasks");
+        jp = join;
+    }
+    /* With a cpu cgroup, bwrap waits on a pipe until it has been moved
+     * there: moved by the child before its exec, the child would run at
+     * the pod's weight while this thread waits on it (vfork); moved after,
+     * without the wait, the container's first milliseconds would run
+     * outside. bwrap is held until then, so its pid names it unless the
+     * kubelet killed and reaped it first, and the kernel hands pids out in
+     * increasing order. */
+    int hold[2] = {-1, -1};
+    if (s->cpu_cg[0] && pipe2(hold, O_CLOEXEC) != 0)
+        hold[0] = hold[1] = -1; /* bwrap's read fails and it goes on */
+    pid_t pid = spawn(&s->argv, s->log, s->mem_limit, jp, hold[0]);
+    argv_free(&s->argv);
+    if (hold[0] >= 0) {
+        close(hold[0]);
+        kl_cpu_enter(s->cpu_cg, pid);
+        if (write(hold[1], "", 1) != 1) {
+            /* bwrap is gone: its exit is reaped like any other */
+        }
+        close(hold[1]);
+    }
+    /* Set from here once the child has exec'd: lowered in the child, this
+     * thread (suspended until that exec) would wait behind the very
+     * containers the weight yields to. Children inherit it. */
+    if (!s->cpu_cg[0] && pid > 0 && s->nice > 0) {
+        setpriority(PRIO_PGRP, (id_t)pid, s->nice); /* bwrap may have forked already */
+        set_session_nice(pid, s->nice);
+    }
+    return pid > 0 ? pid : -1;
+}
+
+static void start_failed(kl_kctr *c, const char *reason)
+{
+    c->running = 0;
+    c->pid = 0;
+    c->exit_code = 128;
+    snprintf(c->reason, sizeof(c->reason), "%s", reason);
+    kl_now_str(c->finished_at, sizeof(c->finished_at), 0);
 }
 
 void kl_sandbox_start(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, kl_kctr *c)
 {
     const cJSON *cs = kl_kpod_spec(pod, c);
-    argv_t a = {0};
-    char lp[4400], tl[4400];
-    kl_kpod_term_path(p, c, tl, sizeof(tl));
-    write_file(tl, "", 0, 0666);
-    if (!cs || build_argv(sb, pod, p, cs, c, &a) != 0) {
-        argv_free(&a);
-        c->running = 0;
+    start_arg *s = calloc(1, sizeof(*s));
+    c->started = 1;
+    if (!s || !cs || build_argv(sb, pod, p, cs, c, &s->argv) != 0) {
+        if (s)
+            argv_free(&s->argv);
+        free(s);
         c->done = 1;
-        c->started = 1;
-        c->exit_code = 128;
-        snprintf(c->reason, sizeof(c->reason), "ContainerCannotRun");
+        start_failed(c, "ContainerCannotRun");
         return;
     }
-    kl_kpod_log_path(p, c, c->restarts, lp, sizeof(lp));
-    cg_remove(c);
-    if (c->mem_limit > 0)
-        cg_create(sb, p, c);
-    /* v1: the child moves itself alone through "tasks", without the lock
-     * cgroup.procs takes (its writer waits for an RCU grace period while
-     * this thread waits on the child); v2 has only cgroup.procs. */
-    char join[600];
-    snprintf(join, sizeof(join), "%s/%s", c->cg, sb->cg_v2 ? "cgroup.procs" : "tasks");
-    /* With a cpu cgroup, bwrap waits on a pipe until this thread has moved
-     * it there: moved by the child before its exec, the child would run at
-     * the pod's weight while this thread waits on it (vfork); moved after,
-     * without the wait, the container's first milliseconds would run
-     * outside. */
-    int hold[2] = {-1, -1};
-    if (p->cpu_cg[0] && pipe2(hold, O_CLOEXEC) != 0)
-        hold[0] = hold[1] = -1; /* bwrap's read fails and it goes on */
-    c->pid = spawn(&a, lp, c->mem_limit, c->cg[0] ? join : NULL, hold[0]);
-    argv_free(&a);
-    if (hold[0] >= 0) {
-        close(hold[0]);
-        enter_arg *e = malloc(sizeof(*e));
-        if (e) {
-            *e = (enter_arg){.pid = c->pid, .release_fd = hold[1]};
-            snprintf(e->cg, sizeof(e->cg), "%s", p->cpu_cg);
-            kl_worker_run(sb->worker, enter_cgroup, e, 0);
-        } else {
-            enter_arg on_stack = {.pid = c->pid, .release_fd = hold[1]};
-            snprintf(on_stack.cg, sizeof(on_stack.cg), "%s", p->cpu_cg);
-            enter_cgroup(&on_stack);
-        }
+    kl_kpod_log_path(p, c, c->restarts, s->log, sizeof(s->log));
+    kl_kpod_term_path(p, c, s->term, sizeof(s->term));
+    snprintf(s->old_cg, sizeof(s->old_cg), "%s", c->cg);
+    c->cg[0] = 0;
+    if (c->mem_limit > 0) {
+        snprintf(c->cg, sizeof(c->cg), "/sys/fs/cgroup/%skubelite-%s-%s-%d",
+                 sb->cg_v2 ? "" : "memory/", p->uid, c->name, c->restarts);
+        snprintf(s->mem_cg, sizeof(s->mem_cg), "%s", c->cg);
     }
-    /* Set from here once the child has exec'd: lowered in the child, this
-     * thread (suspended until that exec) would wait behind the very
-     * containers the weight yields to. Children inherit it. */
-    if (!p->cpu_cg[0] && c->pid > 0 && p->nice > 0) {
-        setpriority(PRIO_PGRP, (id_t)c->pid, p->nice); /* bwrap may have forked already */
-        set_session_nice(c->pid, p->nice);
-    }
-    c->started = 1;
-    c->running = c->pid > 0;
+    s->mem_limit = c->mem_limit;
+    s->cg_v2 = sb->cg_v2;
+    snprintf(s->cpu_cg, sizeof(s->cpu_cg), "%s", p->cpu_cg);
+    s->nice = p->nice;
+    c->pid = 0;
+    c->pending_sig = 0;
+    c->running = 1;
     c->exit_code = 0;
     c->signal = 0;
     c->reason[0] = 0;
     kl_now_str(c->started_at, sizeof(c->started_at), 0);
-    if (!c->running) {
-        /* fork failed: an exit the restart policy handles like any other */
-        c->exit_code = 128;
-        snprintf(c->reason, sizeof(c->reason), "StartError");
-        kl_now_str(c->finished_at, sizeof(c->finished_at), 0);
+    c->spawning = kl_worker_run(sb->worker, start_container, s, 1);
+    kl_sandbox_started(c, 0); /* done at once without a worker */
+}
+
+/* On the worker, after the start it names (the queue is in order): kills
+ * and reaps the process that start made. */
+static long kill_started(void *arg)
+{
+    kl_work **h = arg;
+    pid_t pid = (pid_t)kl_work_result(*h);
+    kl_work_release(*h);
+    if (pid > 0) {
+        kill(-pid, SIGKILL);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
     }
+    return 0;
+}
+
+void kl_sandbox_abandon(kl_sandbox *sb, kl_kctr *c)
+{
+    if (!c->spawning)
+        return;
+    kl_work **h = malloc(sizeof(*h));
+    if (!h) {
+        kl_sandbox_started(c, 1);
+        return; /* the pid is known now: the caller's kill reaches it */
+    }
+    *h = c->spawning;
+    c->spawning = NULL;
+    c->running = 0;
+    c->pid = 0;
+    kl_worker_run(sb->worker, kill_started, h, 0);
+}
+
+int kl_sandbox_started(kl_kctr *c, int wait)
+{
+    if (!c->spawning)
+        return 1;
+    if (wait)
+        kl_work_wait(c->spawning);
+    else if (!kl_work_done(c->spawning))
+        return 0;
+    long pid = kl_work_result(c->spawning);
+    kl_work_release(c->spawning);
+    c->spawning = NULL;
+    if (pid <= 0) {
+        /* fork failed: an exit the restart policy handles like any other */
+        start_failed(c, "StartError");
+        return 1;
+    }
+    c->pid = (pid_t)pid;
+    if (c->pending_sig) {
+        int sig = c->pending_sig;
+        c->pending_sig = 0;
+        kl_kctr_kill(c, sig);
+    }
+    return 1;
 }
 
 int kl_sandbox_finish(kl_kctr *c)

@@ -42,11 +42,22 @@ void kl_sandbox_prepare(kl_sandbox *sb, const cJSON *pod, kl_kpod *p);
  * volumes. No container of the pod starts before. */
 int kl_sandbox_ready(kl_sandbox *sb, const cJSON *pod, kl_kpod *p);
 
-/* Starts container c of pod: sets pid, running, started, started_at and
- * clears the previous exit. When the spec cannot run (no command, a
- * missing volume) the container ends at once as done with reason
- * ContainerCannotRun. */
+/* Starts container c of pod: sets running, started, started_at and clears
+ * the previous exit. The process itself is started on the worker thread:
+ * c->pid stays 0 until kl_sandbox_started() has taken it. When the spec
+ * cannot run (no command, a missing volume) the container ends at once as
+ * done with reason ContainerCannotRun. */
 void kl_sandbox_start(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, kl_kctr *c);
+
+/* Takes the pid of a start the worker has finished (waiting for it with
+ * wait), sends a signal asked for meanwhile, or ends the container with
+ * reason StartError when the fork failed. Returns 1 when c has no start
+ * in flight any more, 0 while it has. */
+int kl_sandbox_started(kl_kctr *c, int wait);
+
+/* For a pod being dropped: a start of c still on the worker is left to
+ * it, which kills and reaps the process once started; c no longer runs. */
+void kl_sandbox_abandon(kl_sandbox *sb, kl_kctr *c);
 
 /* After c exited: 1 if the exit was the memory limit's OOM kill. Then
  * removes the instance's cgroup. */

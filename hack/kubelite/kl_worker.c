@@ -15,25 +15,32 @@ struct kl_work {
     kl_work *next;
     kl_work_fn fn;
     void *arg;
+    long result;
     int done;
     int refs;
 };
 
 struct kl_worker {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;      /* work queued, or stop */
+    pthread_cond_t done_cv; /* an item ran */
     pthread_t thr;
     kl_work *head, *tail;
     int stop;
 };
 
-/* The handle of work done on the caller's thread: nothing to free. */
+/* The handle of work done on the caller's thread, when it returned 0:
+ * nothing to free. Other results get an allocated, done handle. */
 static kl_work DONE = {.done = 1};
 
-static void drop(kl_worker *w, kl_work *wk, int ran)
+static void drop(kl_worker *w, kl_work *wk, int ran, long result)
 {
     pthread_mutex_lock(&w->mu);
-    wk->done |= ran;
+    if (ran) {
+        wk->done = 1;
+        wk->result = result;
+        pthread_cond_broadcast(&w->done_cv);
+    }
     int last = --wk->refs == 0;
     pthread_mutex_unlock(&w->mu);
     if (last)
@@ -56,10 +63,10 @@ static void *loop(void *ctx)
         if (!w->head)
             w->tail = NULL;
         pthread_mutex_unlock(&w->mu);
-        wk->fn(wk->arg);
+        long result = wk->fn(wk->arg);
         free(wk->arg);
         wk->arg = NULL;
-        drop(w, wk, 1);
+        drop(w, wk, 1, result);
     }
 }
 
@@ -71,6 +78,7 @@ int kl_worker_new(kl_worker **out, kiln_error *err)
         return KILN_ENOMEM;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
+    pthread_cond_init(&w->done_cv, NULL);
     /* Signals are for the main thread (its handlers stop the server). */
     sigset_t all, old;
     sigfillset(&all);
@@ -78,6 +86,7 @@ int kl_worker_new(kl_worker **out, kiln_error *err)
     int rc = pthread_create(&w->thr, NULL, loop, w);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
+        pthread_cond_destroy(&w->done_cv);
         pthread_cond_destroy(&w->cv);
         pthread_mutex_destroy(&w->mu);
         free(w);
@@ -96,6 +105,7 @@ void kl_worker_free(kl_worker *w)
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thr, NULL);
+    pthread_cond_destroy(&w->done_cv);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
     free(w);
@@ -105,9 +115,15 @@ kl_work *kl_worker_run(kl_worker *w, kl_work_fn fn, void *arg, int want_handle)
 {
     kl_work *wk = w ? calloc(1, sizeof(*wk)) : NULL;
     if (!wk) {
-        fn(arg);
+        long result = fn(arg);
         free(arg);
-        return want_handle ? &DONE : NULL;
+        if (!want_handle)
+            return NULL;
+        kl_work *h = result ? calloc(1, sizeof(*h)) : NULL;
+        if (!h)
+            return &DONE; /* result 0, or no memory to say otherwise */
+        *h = (kl_work){.done = 1, .result = result, .refs = 1};
+        return h;
     }
     wk->w = w;
     wk->fn = fn;
@@ -126,7 +142,7 @@ kl_work *kl_worker_run(kl_worker *w, kl_work_fn fn, void *arg, int want_handle)
 
 int kl_work_done(kl_work *wk)
 {
-    if (!wk || wk == &DONE)
+    if (!wk || !wk->w)
         return 1;
     pthread_mutex_lock(&wk->w->mu);
     int d = wk->done;
@@ -134,9 +150,33 @@ int kl_work_done(kl_work *wk)
     return d;
 }
 
+void kl_work_wait(kl_work *wk)
+{
+    if (!wk || !wk->w)
+        return;
+    pthread_mutex_lock(&wk->w->mu);
+    while (!wk->done)
+        pthread_cond_wait(&wk->w->done_cv, &wk->w->mu);
+    pthread_mutex_unlock(&wk->w->mu);
+}
+
+long kl_work_result(kl_work *wk)
+{
+    if (!wk || !wk->w)
+        return wk ? wk->result : 0;
+    pthread_mutex_lock(&wk->w->mu);
+    long r = wk->done ? wk->result : 0;
+    pthread_mutex_unlock(&wk->w->mu);
+    return r;
+}
+
 void kl_work_release(kl_work *wk)
 {
     if (!wk || wk == &DONE)
         return;
-    drop(wk->w, wk, 0);
+    if (!wk->w) {
+        free(wk); /* done on the caller's thread */
+        return;
+    }
+    drop(wk->w, wk, 0, 0);
 }

@@ -19,7 +19,8 @@
 
 typedef struct kl_worker kl_worker;
 typedef struct kl_work kl_work;
-typedef void (*kl_work_fn)(void *arg);
+/* Returns the item's result (kl_work_result). */
+typedef long (*kl_work_fn)(void *arg);
 
 int kl_worker_new(kl_worker **out, kiln_error *err);
 /* Runs the work still queued, then stops and joins the thread. */
@@ -33,6 +34,11 @@ void kl_worker_free(kl_worker *w);
 kl_work *kl_worker_run(kl_worker *w, kl_work_fn fn, void *arg, int want_handle);
 /* 1 once the item's function returned. A NULL handle counts as done. */
 int kl_work_done(kl_work *wk);
+/* Blocks until the item's function returned (for the rare caller that
+ * cannot go on without it, such as stopping a pod). */
+void kl_work_wait(kl_work *wk);
+/* What the function returned; 0 until it did. */
+long kl_work_result(kl_work *wk);
 void kl_work_release(kl_work *wk);
 
 #endif
