@@ -82,6 +82,13 @@ for mode in background foreground orphan; do
         eventually 5 "$mode dependent deleted" bash -c "! kubectl get cm dep-$mode 2>/dev/null"
     fi
 done
+# a dependent written with an owner that is not there (a stale uid) is
+# collected; one whose owner is there stays
+printf 'apiVersion: test.kiln.dev/v1\nkind: Widget\nmetadata: {name: w-live}\nspec: {model: cnn}\n' | kubectl apply -f - >/dev/null
+own w-live dep-live
+printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dep-stale\n  ownerReferences: [{apiVersion: test.kiln.dev/v1, kind: Widget, name: w-live, uid: 00000000-0000-0000-0000-000000000000}]\n' | kubectl apply -f - >/dev/null
+eventually 8 "dependent of an absent owner deleted" bash -c "! kubectl get cm dep-stale 2>/dev/null"
+check "dependent of a live owner kept" kubectl get cm dep-live
 out=$(kubectl delete wd nope 2>&1); rc=$?
 check "delete missing: NotFound, exit 1" bash -c "[ $rc = 1 ] && echo '$out' | grep -q 'Error from server (NotFound): widgets.test.kiln.dev \"nope\" not found'"
 
