@@ -507,7 +507,8 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
     pthread_t claims_thr;
     int claims_async = 0;
     if (p->n_pvcs && !claim_known(c, key, job)) {
-        claims_async = p->n_creates > 0 && pthread_create(&claims_thr, NULL, create_claims, &cj) == 0;
+        claims_async =
+            p->n_creates > 0 && pthread_create(&claims_thr, NULL, create_claims, &cj) == 0;
         if (!claims_async) {
             create_claims(&cj);
             rc = cj.rc;

@@ -41,7 +41,7 @@ typedef struct kl_kctr {
     kl_probe startup, liveness, readiness;
     int64_t kill_at_ms; /* a probe-failure kill in progress: SIGKILL at */
     int64_t mem_limit;
-    char cg[512]; /* memory cgroup of the running instance, "" if none */
+    char cg[512];      /* memory cgroup of the running instance, "" if none */
     kl_work *spawning; /* the worker is starting this instance: pid is 0 until then */
     int pending_sig;   /* a signal asked for meanwhile, sent once the pid is known */
 } kl_kctr;
@@ -60,9 +60,9 @@ typedef struct kl_kpod {
     int deadline_hit;
     int64_t kill_at_ms; /* graceful deletion: SIGKILL at */
     int terminating;
-    int gone;    /* removed from the store */
-    int settled; /* terminal phase written, nothing runs: unchanged until deleted */
-    int nice;    /* the pod's CPU weight as a niceness (kl_cpu_pod_add) */
+    int gone;              /* removed from the store */
+    int settled;           /* terminal phase written, nothing runs: unchanged until deleted */
+    int nice;              /* the pod's CPU weight as a niceness (kl_cpu_pod_add) */
     char cpu_cg[400];      /* the pod's cpu cgroup, "" when weights are niceness */
     kl_work *dirs;         /* its directories being created (kl_sandbox_prepare) */
     int dirs_ready;        /* they exist and its volumes are filled */

@@ -40,8 +40,8 @@ struct kl_sandbox {
     char dir[4096];
     image_map *maps;
     size_t n_maps;
-    int cg_v2; /* the unified cgroup hierarchy is at /sys/fs/cgroup */
-    kl_worker *worker; /* NULL: its work is done on the caller's thread */
+    int cg_v2;               /* the unified cgroup hierarchy is at /sys/fs/cgroup */
+    kl_worker *worker;       /* NULL: its work is done on the caller's thread */
     dir_listing listings[8]; /* bind_command's, one per covered directory */
     size_t n_listings;
 };
@@ -469,8 +469,8 @@ static const char *listing(kl_sandbox *sb, const char *dir)
     for (size_t i = 0; i < sb->n_listings; i++)
         if (!strcmp(sb->listings[i].dir, dir))
             l = &sb->listings[i];
-    if (l && l->dev == st.st_dev && l->ino == st.st_ino &&
-        l->mtime.tv_sec == st.st_mtim.tv_sec && l->mtime.tv_nsec == st.st_mtim.tv_nsec)
+    if (l && l->dev == st.st_dev && l->ino == st.st_ino && l->mtime.tv_sec == st.st_mtim.tv_sec &&
+        l->mtime.tv_nsec == st.st_mtim.tv_nsec)
         return l->ents;
     if (!l) {
         if (sb->n_listings == sizeof(sb->listings) / sizeof(sb->listings[0]))
@@ -1150,8 +1150,10 @@ int kl_sandbox_new(kl_api *api, const char *data_dir, const char *images_file, k
     sb->cg_v2 = access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
     kiln_error werr = {0};
     if (kl_worker_new(&sb->worker, &werr) != 0)
-        klog(KLOG_WARN, "no kubelet worker thread: pods' directories and cgroup moves are made "
-             "on the API server's thread", KS("error", werr.msg), KEND);
+        klog(KLOG_WARN,
+             "no kubelet worker thread: pods' directories and cgroup moves are made "
+             "on the API server's thread",
+             KS("error", werr.msg), KEND);
     if (images_file) {
         int rc = load_images(sb, images_file, err);
         if (rc) {
