@@ -752,6 +752,8 @@ static int start_deferred(kl_kubelet *k, int64_t t0)
         sync_pod(k, pod, p);
         settle(st, r, p);
     }
+    if (i == 0)
+        return k->n_deferred > 0;
     k->n_deferred -= i;
     memmove(k->deferred, k->deferred + i, k->n_deferred * sizeof(*k->deferred));
     return k->n_deferred > 0;
