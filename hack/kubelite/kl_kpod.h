@@ -60,13 +60,14 @@ typedef struct kl_kpod {
     int deadline_hit;
     int64_t kill_at_ms; /* graceful deletion: SIGKILL at */
     int terminating;
-    int gone;              /* removed from the store */
-    int settled;           /* terminal phase written, nothing runs: unchanged until deleted */
-    int nice;              /* the pod's CPU weight as a niceness (kl_cpu_pod_add) */
-    char cpu_cg[400];      /* the pod's cpu cgroup, "" when weights are niceness */
-    kl_work *dirs;         /* its directories being created (kl_sandbox_prepare) */
-    int dirs_ready;        /* they exist and its volumes are filled */
-    int64_t cpu_burstable; /* its shares counted in the burstable group */
+    int gone;               /* removed from the store */
+    int settled;            /* terminal phase written, nothing runs: unchanged until deleted */
+    int nice;               /* the pod's CPU weight as a niceness (kl_cpu_pod_add) */
+    char cpu_cg[400];       /* the pod's cpu cgroup, "" when weights are niceness */
+    kl_work *dirs;          /* its directories being created (kl_sandbox_prepare) */
+    int dirs_ready;         /* they exist and its volumes are filled */
+    uint64_t status_inputs; /* what its status was last built from (kl_podstatus) */
+    int64_t cpu_burstable;  /* its shares counted in the burstable group */
 } kl_kpod;
 
 /* A record for pod (its uid, name, containers and limits); dir is the

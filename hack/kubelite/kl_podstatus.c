@@ -67,6 +67,15 @@ static cJSON *cond(const char *type, int ok, const char *reason, const char *msg
     return c;
 }
 
+/* FNV-1a over n bytes. */
+static uint64_t fnv_bytes(uint64_t h, const void *d, size_t n)
+{
+    const unsigned char *b = d;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
 /* Counts gathered while building the container statuses. */
 typedef struct tally {
     int running, all_done, failed, ready_all, any_started;
@@ -153,8 +162,37 @@ static void add_ip(cJSON *st, const char *one, const char *many, const char *ip)
         cJSON_Delete(o);
 }
 
-void kl_podstatus_write(kl_api *api, const cJSON *pod, const kl_kpod *p)
+/* What the status is built from: the pod's resourceVersion (its stored
+ * status, which transition times are kept from) and every record field
+ * ctr_status() and kl_podstatus_write() read. */
+static uint64_t status_inputs(const cJSON *pod, const kl_kpod *p)
 {
+    uint64_t h = fnv_bytes(1469598103934665603ULL, "", 0);
+    const char *rv =
+        kl_kpod_jstr0(cJSON_GetObjectItemCaseSensitive(pod, "metadata"), "resourceVersion");
+    h = fnv_bytes(h, rv, strlen(rv) + 1);
+    int pf[] = {p->n, p->initialized, p->init_failed, p->deadline_hit, p->terminating};
+    h = fnv_bytes(h, pf, sizeof(pf));
+    for (int i = 0; i < p->n; i++) {
+        const kl_kctr *c = &p->c[i];
+        int cf[] = {c->running,  c->started,   c->done,   c->ready,     c->startup_ok,
+                    c->restarts, c->exit_code, c->signal, c->backoff_ms};
+        h = fnv_bytes(h, cf, sizeof(cf));
+        h = fnv_bytes(h, &c->next_start_ms, sizeof(c->next_start_ms));
+        h = fnv_bytes(h, c->reason, strlen(c->reason) + 1);
+        h = fnv_bytes(h, c->started_at, strlen(c->started_at) + 1);
+        h = fnv_bytes(h, c->finished_at, strlen(c->finished_at) + 1);
+    }
+    return h ? h : 1; /* 0 means "never built" */
+}
+
+void kl_podstatus_write(kl_api *api, const cJSON *pod, kl_kpod *p)
+{
+    /* Unchanged inputs build the same status: nothing to build or compare
+     * (a pass over a thousand running pods did little else). */
+    uint64_t in = status_inputs(pod, p);
+    if (in == p->status_inputs)
+        return;
     cJSON *st = cJSON_CreateObject();
     cJSON *ics = cJSON_CreateArray();
     cJSON *css = cJSON_CreateArray();
@@ -204,14 +242,18 @@ void kl_podstatus_write(kl_api *api, const cJSON *pod, const kl_kpod *p)
     }
     cJSON_AddItemToObject(st, "containerStatuses", css);
     css = NULL;
-    if (old && cJSON_Compare(old, st, 1))
+    if (old && cJSON_Compare(old, st, 1)) {
+        p->status_inputs = in;
         goto out;
+    }
     cJSON *n = cJSON_Duplicate(pod, 1);
     if (!n)
         goto out;
     cJSON_DeleteItemFromObjectCaseSensitive(n, "status");
     cJSON_AddItemToObject(n, "status", st);
     st = NULL;
+    /* Written, the pod has a new resourceVersion: the next call builds
+     * once more and finds it equal. A failed write is tried again. */
     kl_api_write(api, kl_api_res(api, "", "pods"), n, NULL);
 out:
     cJSON_Delete(st);

@@ -19,8 +19,10 @@
  * message (termination log), startedAt, finishedAt, containerID. */
 cJSON *kl_podstatus_terminated(const kl_kpod *p, const kl_kctr *c);
 
-/* Builds the status of pod from p and writes it when it changed. */
-void kl_podstatus_write(kl_api *api, const cJSON *pod, const kl_kpod *p);
+/* Builds the status of pod from p and writes it when it changed. Skips
+ * the build while neither p's fields nor the pod's resourceVersion changed
+ * since the last call (p->status_inputs). */
+void kl_podstatus_write(kl_api *api, const cJSON *pod, kl_kpod *p);
 
 /* Records an Event on the pod, as the kubelet on node "kubelite". type is
  * "Normal" or "Warning"; c may be NULL (an event about the whole pod). The

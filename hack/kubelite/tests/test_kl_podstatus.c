@@ -26,7 +26,7 @@ static const cJSON *stored(void)
 
 /* Writes p's status and returns the stored pod's value at path as a string
  * ("" when absent, "true"/"false" for booleans). */
-static const char *after_write(const kl_kpod *p, const char *path)
+static const char *after_write(kl_kpod *p, const char *path)
 {
     static char out[256]; /* test-only scratch */
     const cJSON *cur = stored();
