@@ -67,6 +67,7 @@ typedef struct kl_kpod {
     kl_work *dirs;          /* its directories being created (kl_sandbox_prepare) */
     int dirs_ready;         /* they exist and its volumes are filled */
     uint64_t status_inputs; /* what its status was last built from (kl_podstatus) */
+    unsigned pass;          /* the kubelet's last pass that looked at it */
     int64_t cpu_burstable;  /* its shares counted in the burstable group */
 } kl_kpod;
 

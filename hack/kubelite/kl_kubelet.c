@@ -48,6 +48,9 @@ struct kl_kubelet {
     pod_key *deferred; /* new pods left for later by the start budget */
     size_t n_deferred;
     size_t n_preparing; /* pods whose directories were not ready at the last look */
+    uint64_t seen_rv;    /* the store's resourceVersion after the last pass */
+    int64_t last_all_ms; /* when a pass last looked at every pod */
+    unsigned pass;       /* passes so far, to look at each pod once per pass */
     int64_t last_full_ms;
     unsigned ip_next;
     int64_t last_node_ms;
@@ -784,6 +787,98 @@ static int start_prepared(kl_kubelet *k, int64_t t0)
     return waiting > 0;
 }
 
+/* The identity of a pod on this node; 0 for a pod of another node. */
+static int key_of(const cJSON *pod, pod_key *out)
+{
+    if (strcmp(kl_kpod_jstr0(cJSON_GetObjectItemCaseSensitive(pod, "spec"), "nodeName"),
+               "kubelite") != 0)
+        return 0;
+    const cJSON *md = meta(pod);
+    snprintf(out->ns, sizeof(out->ns), "%s", kl_kpod_jstr0(md, "namespace"));
+    snprintf(out->name, sizeof(out->name), "%s", kl_kpod_jstr0(md, "name"));
+    snprintf(out->uid, sizeof(out->uid), "%s", kl_kpod_jstr0(md, "uid"));
+    return 1;
+}
+
+/* Appends to a growing key array; 0, or -1 when out of memory. */
+static int keys_add(pod_key **v, size_t *n, size_t *cap, const pod_key *key)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 64;
+        pod_key *nv = realloc(*v, c * sizeof(*nv));
+        if (!nv)
+            return -1;
+        *v = nv;
+        *cap = c;
+    }
+    (*v)[(*n)++] = *key;
+    return 0;
+}
+
+/* Every pod of this node. Identities are copied: status writes invalidate
+ * the borrowed list. NULL with *n > 0 when out of memory. */
+static pod_key *all_keys(kl_kubelet *k, kl_store *st, kl_res *r, size_t *n)
+{
+    (void)k;
+    const cJSON **pods;
+    size_t m, cap = 0;
+    pod_key *v = NULL, key;
+    *n = 0;
+    if (kl_store_list(st, r->rkey, NULL, &pods, &m) != 0) {
+        *n = 1;
+        return NULL;
+    }
+    for (size_t i = 0; i < m; i++)
+        if (key_of(pods[i], &key) && keys_add(&v, n, &cap, &key) != 0) {
+            free(pods);
+            free(v);
+            *n = 1;
+            return NULL;
+        }
+    free(pods);
+    return v;
+}
+
+/* The pods written since the last pass, this kubelet's pods that are not
+ * settled, and the starts the last pass deferred; each known pod once. */
+static pod_key *changed_keys(kl_kubelet *k, kl_store *st, kl_res *r, size_t *n)
+{
+    size_t cap = 0;
+    pod_key *v = NULL, key;
+    *n = 0;
+    int oom = 0;
+    unsigned pass = ++k->pass;
+    for (size_t i = 0; i < k->n_pods && !oom; i++) {
+        kl_kpod *p = k->pods[i];
+        if (p->settled)
+            continue;
+        p->pass = pass;
+        snprintf(key.ns, sizeof(key.ns), "%s", p->ns);
+        snprintf(key.name, sizeof(key.name), "%s", p->name);
+        snprintf(key.uid, sizeof(key.uid), "%s", p->uid);
+        oom = keys_add(&v, n, &cap, &key) != 0;
+    }
+    for (size_t i = 0; i < k->n_deferred && !oom; i++)
+        oom = keys_add(&v, n, &cap, &k->deferred[i]) != 0;
+    for (const kl_event *ev = kl_store_event_after(st, k->seen_rv); ev && !oom;
+         ev = kl_store_event_next(st, ev)) {
+        if (strcmp(ev->rkey, r->rkey) != 0 || !key_of(ev->obj, &key))
+            continue;
+        kl_kpod *p = find_pod(k, key.uid);
+        if (p && p->pass == pass)
+            continue;
+        if (p)
+            p->pass = pass;
+        oom = keys_add(&v, n, &cap, &key) != 0;
+    }
+    if (oom) {
+        free(v);
+        *n = 1;
+        return NULL;
+    }
+    return v;
+}
+
 int kl_kubelet_tick(void *ctx)
 {
     kl_kubelet *k = ctx;
@@ -795,38 +890,36 @@ int kl_kubelet_tick(void *ctx)
         return start_deferred(k, t0) | more;
     }
     k->last_full_ms = t0;
-    k->n_deferred = 0;
     int64_t start_ms = 0; /* spent starting new pods in this pass */
     ensure_node(k);
     kl_store *st = kl_api_store(k->api);
     kl_res *r = pods_res(k);
-    const cJSON **pods;
-    size_t n;
-    if (kl_store_list(st, r->rkey, NULL, &pods, &n) != 0)
-        return 0;
-    /* Copy identities first: status writes invalidate the borrowed list. */
-    pod_key *keys = n ? malloc(n * sizeof(*keys)) : NULL;
-    if (n && !keys) {
-        /* Without the list every pod would look deleted: skip this tick. */
-        free(pods);
-        return 0;
-    }
+    /* Every pod once a second (and when the store's history no longer
+     * reaches back to the last pass); between, only the pods written since
+     * the last pass and this kubelet's own pods that are not settled: a
+     * settled pod changes only through a write. */
+    int all = t0 - k->last_all_ms >= KL_KUBELET_ALL_PODS_MS || !k->seen_rv ||
+              kl_store_hist_floor(st) > k->seen_rv;
     size_t nk = 0;
-    for (size_t i = 0; keys && i < n; i++) {
-        if (strcmp(kl_kpod_jstr0(kl_table_jsonpath(pods[i], ".spec"), "nodeName"), "kubelite") != 0)
-            continue;
-        snprintf(keys[nk].ns, sizeof(keys[0].ns), "%s", kl_kpod_jstr0(meta(pods[i]), "namespace"));
-        snprintf(keys[nk].name, sizeof(keys[0].name), "%s", kl_kpod_jstr0(meta(pods[i]), "name"));
-        snprintf(keys[nk].uid, sizeof(keys[0].uid), "%s", kl_kpod_jstr0(meta(pods[i]), "uid"));
-        nk++;
+    pod_key *keys = all ? all_keys(k, st, r, &nk) : changed_keys(k, st, r, &nk);
+    if (!keys && nk) {
+        /* Without the list every pod would look deleted: skip this tick. */
+        return 0;
     }
-    free(pods);
+    if (all)
+        k->last_all_ms = t0;
+    k->n_deferred = 0; /* they are among the keys */
     for (size_t i = 0; i < k->n_pods; i++)
-        k->pods[i]->gone = 1;
+        k->pods[i]->gone = all;
     for (size_t i = 0; i < nk; i++) {
         const cJSON *pod = kl_store_get(st, r->rkey, keys[i].ns, keys[i].name);
-        if (!pod)
+        if (!pod || strcmp(kl_kpod_jstr0(meta(pod), "uid"), keys[i].uid) != 0) {
+            /* Deleted, or replaced by a pod of its own (with its own key). */
+            kl_kpod *gp = find_pod(k, keys[i].uid);
+            if (gp)
+                gp->gone = 1;
             continue;
+        }
         int64_t s0 = 0; /* a pod new to this kubelet: when its start began */
         kl_kpod *p = find_pod(k, keys[i].uid);
         if (!p) {
@@ -896,6 +989,7 @@ int kl_kubelet_tick(void *ctx)
         index_rebuild(k);
     }
     kl_svc_sync(k->svc);
+    k->seen_rv = kl_store_rv(st); /* this pass's own writes need no look */
     k->n_preparing = 0;
     for (size_t i = 0; i < k->n_pods; i++)
         k->n_preparing += !k->pods[i]->dirs_ready && !k->pods[i]->terminating;
