@@ -47,7 +47,7 @@ struct kl_kubelet {
     size_t index_cap;
     pod_key *deferred; /* new pods left for later by the start budget */
     size_t n_deferred;
-    size_t n_preparing; /* pods whose directories were not ready at the last look */
+    size_t n_preparing;  /* pods whose directories were not ready at the last look */
     uint64_t seen_rv;    /* the store's resourceVersion after the last pass */
     int64_t last_all_ms; /* when a pass last looked at every pod */
     unsigned pass;       /* passes so far, to look at each pod once per pass */
