@@ -13,6 +13,9 @@ export HELM_CACHE_HOME="$KL_DIR/helm/cache" HELM_CONFIG_HOME="$KL_DIR/helm/confi
 kl_cleanup() {
     local rc=$?
     if [ -n "$KL_PID" ]; then kill -TERM "$KL_PID" 2>/dev/null; wait "$KL_PID" 2>/dev/null; fi
+    # Pod processes a kubelite that died (or was killed) could not stop:
+    # their command lines name the data dir.
+    pkill -KILL -f -- "$KL_DIR/" 2>/dev/null
     # Under the sanitizer build, any report from kubelite fails the test.
     if grep -q 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:' "$KL_DIR/stderr.log" 2>/dev/null; then
         grep -B2 -A30 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:' "$KL_DIR/stderr.log" | head -80
