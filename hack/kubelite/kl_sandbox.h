@@ -1,7 +1,6 @@
 /* kl_sandbox: how kubelite's kubelet turns a container spec into a
- * process: the pod's directories and volumes (emptyDir, hostPath,
- * persistentVolumeClaim, configMap, secret, downwardAPI), the image to
- * local binary mapping (--images), the bubblewrap command line (own PID
+ * process: the pod's directories and volumes (through kl_volume), the
+ * image to local binary mapping (--images), the bubblewrap command line (own PID
  * namespace, read-only host /usr, volumes at their mount paths,
  * /dev/termination-log, env with $(VAR) expansion), memory limits through a
  * memory cgroup (or RLIMIT_AS), and the fork/exec itself. It also runs a
@@ -68,8 +67,5 @@ int kl_sandbox_finish(kl_kctr *c);
  * *out is the child to reap. Returns 0, KILN_ENOTFOUND (the container has
  * no process yet), KILN_EINVAL (empty command) or KILN_EIO (fork failed). */
 int kl_sandbox_exec_in(pid_t sandbox, const cJSON *cmd, pid_t *out);
-
-/* mkdir -p. Returns 0 or -1 (errno set). */
-int kl_sandbox_mkdirs(const char *path);
 
 #endif
