@@ -736,7 +736,7 @@ static void settle(kl_store *st, kl_res *r, kl_kpod *p)
         p->settled = phase_terminal(kl_store_get(st, r->rkey, p->ns, p->name));
 }
 
-/* Starts the pods the last full pass left over, for at most the start
+/* Starts the pods the last pass left over, for at most the start
  * budget; the others wait for the next call. Returns 1 while some wait. */
 static int start_deferred(kl_kubelet *k, int64_t t0)
 {
@@ -747,7 +747,7 @@ static int start_deferred(kl_kubelet *k, int64_t t0)
         const pod_key *pk = &k->deferred[i];
         const cJSON *pod = kl_store_get(st, r->rkey, pk->ns, pk->name);
         /* Gone, replaced, started already, or being deleted: the next
-         * full pass deals with it. */
+         * pass over every pod (within a second) deals with it. */
         if (!pod || strcmp(kl_kpod_jstr0(meta(pod), "uid"), pk->uid) != 0 || find_pod(k, pk->uid) ||
             cJSON_GetObjectItemCaseSensitive(meta(pod), "deletionTimestamp"))
             continue;
@@ -781,7 +781,7 @@ static int start_prepared(kl_kubelet *k, int64_t t0)
         }
         const cJSON *pod = kl_store_get(st, r->rkey, p->ns, p->name);
         if (!pod || strcmp(kl_kpod_jstr0(meta(pod), "uid"), p->uid) != 0)
-            continue; /* gone or replaced: the next full pass deals with it */
+            continue; /* gone or replaced: the next pass deals with it */
         sync_pod(k, pod, p);
         settle(st, r, p);
     }
@@ -819,9 +819,8 @@ static int keys_add(pod_key **v, size_t *n, size_t *cap, const pod_key *key)
 
 /* Every pod of this node. Identities are copied: status writes invalidate
  * the borrowed list. NULL with *n > 0 when out of memory. */
-static pod_key *all_keys(kl_kubelet *k, kl_store *st, kl_res *r, size_t *n)
+static pod_key *all_keys(kl_store *st, kl_res *r, size_t *n)
 {
-    (void)k;
     const cJSON **pods;
     size_t m, cap = 0;
     pod_key *v = NULL, key;
@@ -885,8 +884,8 @@ int kl_kubelet_tick(void *ctx)
 {
     kl_kubelet *k = ctx;
     int64_t t0 = ktime_mono_ms();
-    /* Between full passes (every 100 ms), only the starts left over and
-     * the pods whose directories became ready. */
+    /* Between passes (every 100 ms), only the starts left over and the
+     * pods whose directories became ready. */
     if ((k->n_deferred || k->n_preparing) && t0 - k->last_full_ms < 100) {
         int more = k->n_preparing ? start_prepared(k, t0) : 0;
         return start_deferred(k, t0) | more;
@@ -903,7 +902,7 @@ int kl_kubelet_tick(void *ctx)
     int all = t0 - k->last_all_ms >= KL_KUBELET_ALL_PODS_MS || !k->seen_rv ||
               kl_store_hist_floor(st) > k->seen_rv;
     size_t nk = 0;
-    pod_key *keys = all ? all_keys(k, st, r, &nk) : changed_keys(k, st, r, &nk);
+    pod_key *keys = all ? all_keys(st, r, &nk) : changed_keys(k, st, r, &nk);
     if (!keys && nk) {
         /* Without the list every pod would look deleted: skip this tick. */
         return 0;
