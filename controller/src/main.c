@@ -51,8 +51,8 @@ int main(int argc, char **argv)
 {
     const char *kubeconfig = NULL, *context = NULL;
     const char *metrics = ":8080", *health = ":8081";
-    /* A reconcile spends its time waiting on API round trips (two in a
-     * row for a new job: its claim, then its first pod), so it takes some
+    /* A reconcile spends its time waiting on API round trips (for a new
+     * job: its first pod, with its claim alongside), so it takes some
      * thirty workers to keep up with a thousand jobs applied at once; and
      * those need about five writes each within seconds, which a 50 QPS
      * bucket would spread over minutes (the API server's own priority and

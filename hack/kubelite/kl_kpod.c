@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kiln_err.h"
@@ -83,16 +82,6 @@ void kl_kpod_free(kl_kpod *p)
         kl_probe_cancel(&c->liveness);
         kl_probe_cancel(&c->readiness);
         cJSON_Delete(c->last_state);
-        if (c->spawning) {
-            kl_work_wait(c->spawning);
-            pid_t pid = (pid_t)kl_work_result(c->spawning);
-            kl_work_release(c->spawning);
-            if (pid > 0) {
-                kill(-pid, SIGKILL);
-                kill(pid, SIGKILL);
-                waitpid(pid, NULL, 0);
-            }
-        }
         if (c->cg[0])
             rmdir(c->cg);
     }

@@ -75,9 +75,9 @@ typedef struct kl_kpod {
  * kubelet's data directory, ip the pod IP. Creates no files. Returns 0 or
  * KILN_ENOMEM. */
 int kl_kpod_new(const cJSON *pod, const char *data_dir, const char *ip, kl_kpod **out);
-/* Ends probe checks in flight, removes leftover cgroups, frees. Processes
- * are the caller's to stop first; a start still on the worker is waited
- * for and its process killed. */
+/* Ends probe checks in flight, removes leftover cgroups, frees. Processes,
+ * and starts still on the worker (kl_sandbox_abandon), are the caller's to
+ * stop first. */
 void kl_kpod_free(kl_kpod *p);
 
 /* The container record named name, or NULL (borrowed). */

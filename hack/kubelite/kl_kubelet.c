@@ -217,8 +217,7 @@ static kl_kpod *add_pod(kl_kubelet *k, const cJSON *pod)
 static void stop_pod(kl_kubelet *k, kl_kpod *p)
 {
     for (int i = 0; i < p->n; i++)
-        if (!kl_sandbox_started(&p->c[i], 0))
-            kl_sandbox_abandon(k->sb, &p->c[i]);
+        kl_sandbox_abandon(k->sb, &p->c[i]);
     kl_kpod_kill(p, SIGKILL);
     for (int i = 0; i < p->n; i++)
         if (p->c[i].running)
@@ -429,7 +428,8 @@ static void sync_pod(kl_kubelet *k, const cJSON *pod, kl_kpod *p)
     }
     int stopping = p->terminating || p->deadline_hit || p->init_failed;
     /* Nothing starts before the pod's directories exist, and the status
-     * stays as the scheduler left it (Pending) meanwhile. */
+     * stays as the scheduler left it (Pending) meanwhile. Asked even when
+     * stopping, so that the pod stops counting as preparing. */
     int ready = kl_sandbox_ready(k->sb, pod, p);
     if (!stopping && !ready)
         return;
@@ -817,39 +817,38 @@ static int keys_add(pod_key **v, size_t *n, size_t *cap, const pod_key *key)
     return 0;
 }
 
-/* Every pod of this node. Identities are copied: status writes invalidate
- * the borrowed list. NULL with *n > 0 when out of memory. */
-static pod_key *all_keys(kl_store *st, kl_res *r, size_t *n)
+/* Every pod of this node into *out (malloc'd). Identities are copied:
+ * status writes invalidate the borrowed list. 0, or -1 when out of
+ * memory. */
+static int all_keys(kl_store *st, kl_res *r, pod_key **out, size_t *n)
 {
     const cJSON **pods;
     size_t m, cap = 0;
-    pod_key *v = NULL, key;
+    pod_key key;
+    *out = NULL;
     *n = 0;
-    if (kl_store_list(st, r->rkey, NULL, &pods, &m) != 0) {
-        *n = 1;
-        return NULL;
-    }
-    for (size_t i = 0; i < m; i++)
-        if (key_of(pods[i], &key) && keys_add(&v, n, &cap, &key) != 0) {
-            free(pods);
-            free(v);
-            *n = 1;
-            return NULL;
-        }
+    if (kl_store_list(st, r->rkey, NULL, &pods, &m) != 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < m && !rc; i++)
+        if (key_of(pods[i], &key))
+            rc = keys_add(out, n, &cap, &key);
     free(pods);
-    return v;
+    return rc;
 }
 
-/* The pods written since the last pass, this kubelet's pods that are not
- * settled, and the starts the last pass deferred; each known pod once. */
-static pod_key *changed_keys(kl_kubelet *k, kl_store *st, kl_res *r, size_t *n)
+/* Into *out: the pods written since the last pass, this kubelet's pods
+ * that are not settled, and the starts the last pass deferred; each known
+ * pod once. 0, or -1 when out of memory. */
+static int changed_keys(kl_kubelet *k, kl_store *st, kl_res *r, pod_key **out, size_t *n)
 {
     size_t cap = 0;
-    pod_key *v = NULL, key;
+    pod_key key;
+    *out = NULL;
     *n = 0;
-    int oom = 0;
+    int rc = 0;
     unsigned pass = ++k->pass;
-    for (size_t i = 0; i < k->n_pods && !oom; i++) {
+    for (size_t i = 0; i < k->n_pods && !rc; i++) {
         kl_kpod *p = k->pods[i];
         if (p->settled)
             continue;
@@ -857,11 +856,11 @@ static pod_key *changed_keys(kl_kubelet *k, kl_store *st, kl_res *r, size_t *n)
         snprintf(key.ns, sizeof(key.ns), "%s", p->ns);
         snprintf(key.name, sizeof(key.name), "%s", p->name);
         snprintf(key.uid, sizeof(key.uid), "%s", p->uid);
-        oom = keys_add(&v, n, &cap, &key) != 0;
+        rc = keys_add(out, n, &cap, &key);
     }
-    for (size_t i = 0; i < k->n_deferred && !oom; i++)
-        oom = keys_add(&v, n, &cap, &k->deferred[i]) != 0;
-    for (const kl_event *ev = kl_store_event_after(st, k->seen_rv); ev && !oom;
+    for (size_t i = 0; i < k->n_deferred && !rc; i++)
+        rc = keys_add(out, n, &cap, &k->deferred[i]);
+    for (const kl_event *ev = kl_store_event_after(st, k->seen_rv); ev && !rc;
          ev = kl_store_event_next(st, ev)) {
         if (strcmp(ev->rkey, r->rkey) != 0 || !key_of(ev->obj, &key))
             continue;
@@ -870,14 +869,9 @@ static pod_key *changed_keys(kl_kubelet *k, kl_store *st, kl_res *r, size_t *n)
             continue;
         if (p)
             p->pass = pass;
-        oom = keys_add(&v, n, &cap, &key) != 0;
+        rc = keys_add(out, n, &cap, &key);
     }
-    if (oom) {
-        free(v);
-        *n = 1;
-        return NULL;
-    }
-    return v;
+    return rc;
 }
 
 int kl_kubelet_tick(void *ctx)
@@ -901,10 +895,11 @@ int kl_kubelet_tick(void *ctx)
      * settled pod changes only through a write. */
     int all = t0 - k->last_all_ms >= KL_KUBELET_ALL_PODS_MS || !k->seen_rv ||
               kl_store_hist_floor(st) > k->seen_rv;
-    size_t nk = 0;
-    pod_key *keys = all ? all_keys(st, r, &nk) : changed_keys(k, st, r, &nk);
-    if (!keys && nk) {
+    size_t nk;
+    pod_key *keys;
+    if ((all ? all_keys(st, r, &keys, &nk) : changed_keys(k, st, r, &keys, &nk)) != 0) {
         /* Without the list every pod would look deleted: skip this tick. */
+        free(keys);
         return 0;
     }
     if (all)

@@ -167,7 +167,7 @@ static void add_ip(cJSON *st, const char *one, const char *many, const char *ip)
  * ctr_status() and kl_podstatus_write() read. */
 static uint64_t status_inputs(const cJSON *pod, const kl_kpod *p)
 {
-    uint64_t h = fnv_bytes(1469598103934665603ULL, "", 0);
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a offset basis */
     const char *rv =
         kl_kpod_jstr0(cJSON_GetObjectItemCaseSensitive(pod, "metadata"), "resourceVersion");
     h = fnv_bytes(h, rv, strlen(rv) + 1);
@@ -266,8 +266,7 @@ out:
 /* FNV-1a over the parts that make two events "the same". */
 static uint64_t fnv(uint64_t h, const char *s)
 {
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    h = fnv_bytes(h, s, strlen(s));
     return (h ^ 0xff) * 1099511628211ULL; /* separator */
 }
 

@@ -714,6 +714,14 @@ void kl_sandbox_start(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, kl_kctr *c)
     c->reason[0] = 0;
     kl_now_str(c->started_at, sizeof(c->started_at), 0);
     c->spawning = kl_worker_run(sb->worker, start_container, s, 1);
+    if (!c->spawning) {
+        /* No memory to hand it over: the instance never ran. */
+        snprintf(c->cg, sizeof(c->cg), "%s", s->old_cg);
+        argv_free(&s->argv);
+        free(s);
+        start_failed(c, "StartError");
+        return;
+    }
     kl_sandbox_started(c, 0); /* done at once without a worker */
 }
 
@@ -722,6 +730,7 @@ void kl_sandbox_start(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, kl_kctr *c)
 static long kill_started(void *arg)
 {
     kl_work **h = arg;
+    kl_work_wait(*h); /* at once on the worker; run here, it waits for it */
     pid_t pid = (pid_t)kl_work_result(*h);
     kl_work_release(*h);
     if (pid > 0) {
@@ -734,8 +743,8 @@ static long kill_started(void *arg)
 
 void kl_sandbox_abandon(kl_sandbox *sb, kl_kctr *c)
 {
-    if (!c->spawning)
-        return;
+    if (kl_sandbox_started(c, 0))
+        return; /* no start in flight: the caller's kill reaches the process */
     kl_work **h = malloc(sizeof(*h));
     if (!h) {
         kl_sandbox_started(c, 1);

@@ -55,7 +55,9 @@ void kl_sandbox_start(kl_sandbox *sb, const cJSON *pod, kl_kpod *p, kl_kctr *c);
 int kl_sandbox_started(kl_kctr *c, int wait);
 
 /* For a pod being dropped: a start of c still on the worker is left to
- * it, which kills and reaps the process once started; c no longer runs. */
+ * it, which kills and reaps the process once started, and c no longer
+ * runs. Without a start in flight, c is left as it is for the caller's
+ * kill. */
 void kl_sandbox_abandon(kl_sandbox *sb, kl_kctr *c);
 
 /* After c exited: 1 if the exit was the memory limit's OOM kill. Then

@@ -268,7 +268,7 @@ static void mkdirs_cb(void *ctx, const char *dir)
 /* On the worker: makes every directory of a dir_list buffer. */
 static long make_dirs(void *arg)
 {
-    for (const char *d = arg; d && *d; d += strlen(d) + 1)
+    for (const char *d = arg; *d; d += strlen(d) + 1)
         kl_volume_mkdirs(d);
     return 0;
 }
@@ -309,13 +309,12 @@ void kl_volume_prepare(kl_worker *w, const char *data_dir, const cJSON *pod, kl_
 {
     dir_list l = {0};
     each_dir(data_dir, pod, p, dir_list_add, &l);
-    if (l.oom || !l.buf) {
+    p->dirs = l.oom ? NULL : kl_worker_run(w, make_dirs, l.buf, 1);
+    if (!p->dirs) {
+        /* No memory to hand them over: made here (a NULL handle is done). */
         free(l.buf);
         each_dir(data_dir, pod, p, mkdirs_cb, NULL);
-        p->dirs = kl_worker_run(NULL, make_dirs, NULL, 1);
-        return;
     }
-    p->dirs = kl_worker_run(w, make_dirs, l.buf, 1);
 }
 
 int kl_volume_ready(kl_api *api, const cJSON *pod, kl_kpod *p)

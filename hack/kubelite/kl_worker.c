@@ -3,7 +3,8 @@
  *
  * A FIFO under one mutex. An item carries two references while a handle
  * is out (the queue's and the handle's) and one otherwise; whichever of
- * the worker and kl_work_release() drops the last frees it. */
+ * the worker and kl_work_release() drops the last frees it. An item run
+ * on the caller's thread (no worker) has no worker pointer. */
 #include "kl_worker.h"
 
 #include <pthread.h>
@@ -28,10 +29,6 @@ struct kl_worker {
     kl_work *head, *tail;
     int stop;
 };
-
-/* The handle of work done on the caller's thread, when it returned 0:
- * nothing to free. Other results get an allocated, done handle. */
-static kl_work DONE = {.done = 1};
 
 static void drop(kl_worker *w, kl_work *wk, int ran, long result)
 {
@@ -113,17 +110,24 @@ void kl_worker_free(kl_worker *w)
 
 kl_work *kl_worker_run(kl_worker *w, kl_work_fn fn, void *arg, int want_handle)
 {
-    kl_work *wk = w ? calloc(1, sizeof(*wk)) : NULL;
+    kl_work *wk = calloc(1, sizeof(*wk));
     if (!wk) {
-        long result = fn(arg);
+        if (want_handle)
+            return NULL; /* not run: arg is still the caller's */
+        fn(arg);
         free(arg);
-        if (!want_handle)
-            return NULL;
-        kl_work *h = result ? calloc(1, sizeof(*h)) : NULL;
-        if (!h)
-            return &DONE; /* result 0, or no memory to say otherwise */
-        *h = (kl_work){.done = 1, .result = result, .refs = 1};
-        return h;
+        return NULL;
+    }
+    if (!w) {
+        /* No thread: run here; the handle is done at once. */
+        wk->result = fn(arg);
+        free(arg);
+        wk->done = 1;
+        wk->refs = 1;
+        if (want_handle)
+            return wk;
+        free(wk);
+        return NULL;
     }
     wk->w = w;
     wk->fn = fn;
@@ -172,7 +176,7 @@ long kl_work_result(kl_work *wk)
 
 void kl_work_release(kl_work *wk)
 {
-    if (!wk || wk == &DONE)
+    if (!wk)
         return;
     if (!wk->w) {
         free(wk); /* done on the caller's thread */

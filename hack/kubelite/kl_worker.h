@@ -28,9 +28,11 @@ void kl_worker_free(kl_worker *w);
 
 /* Queues fn(arg); arg (malloc'd, may be NULL) is the worker's from now on
  * and freed after fn returns. With want_handle, returns a handle for
- * kl_work_done(); without, NULL. Runs fn(arg) at once on the calling
- * thread, and returns an already done handle, when w is NULL or the item
- * cannot be allocated, so the work is never lost. */
+ * kl_work_done(), or NULL when there is no memory for one: then fn has
+ * not run and arg is still the caller's. Without, returns NULL and runs
+ * fn(arg) on the calling thread when the item cannot be allocated, so the
+ * work is never lost. With w NULL, fn(arg) runs at once on the calling
+ * thread and the handle is already done. */
 kl_work *kl_worker_run(kl_worker *w, kl_work_fn fn, void *arg, int want_handle);
 /* 1 once the item's function returned. A NULL handle counts as done. */
 int kl_work_done(kl_work *wk);
