@@ -27,11 +27,20 @@ typedef struct worker {
     kube_queue *q;
 } worker;
 
+/* Idle workers wait on cv, except one at most that waits on timer_cv until
+ * the earliest delayed key is due. A wake-up therefore goes to one worker,
+ * never to all: an add_after per pod event used to broadcast, and thirty-
+ * two workers woke to fight over the mutex and each rescan every key, which
+ * held a burst of new jobs back by up to a fifth of a second. */
 struct kube_queue {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    kube_map *states; /* key -> kstate */
-    char **fifo;      /* ring of ready keys (owned strings) */
+    pthread_cond_t cv;       /* idle workers, untimed */
+    pthread_cond_t timer_cv; /* the one worker waiting for next_due */
+    int idle;                /* workers waiting on cv */
+    int timer_waiting;       /* a worker waits on timer_cv */
+    int64_t next_due;        /* earliest ready_at (may be early, never late); 0: none */
+    kube_map *states;        /* key -> kstate */
+    char **fifo;             /* ring of ready keys (owned strings) */
     size_t cap, head, n;
     int shutting_down;
     kube_queue_opts opts;
@@ -44,6 +53,15 @@ struct kube_queue {
 };
 
 /* ---- helpers (caller holds q->mu) ---- */
+
+/* Wakes one waiting worker: an idle one, else the timer's. */
+static void wake_one(kube_queue *q)
+{
+    if (q->idle > 0)
+        pthread_cond_signal(&q->cv);
+    else if (q->timer_waiting)
+        pthread_cond_signal(&q->timer_cv);
+}
 
 static int fifo_push(kube_queue *q, const char *key)
 {
@@ -110,7 +128,7 @@ static int add_locked(kube_queue *q, const char *key)
         state_gc(q, key, s);
         return rc;
     }
-    pthread_cond_signal(&q->cv); /* one key, one worker: no herd of idle ones */
+    wake_one(q); /* one key, one worker: no herd of idle ones */
     return 0;
 }
 
@@ -143,10 +161,13 @@ static int collect_due(const char *key, void *val, void *ud)
 }
 
 /* Moves delayed keys whose time has come into the queue; returns the next
- * deadline (0: none). Keys are copied before the map changes. */
+ * deadline (0: none). Scans the keys only once next_due has come. Keys are
+ * copied before the map changes. */
 static int64_t promote_due(kube_queue *q)
 {
     due_scan d = {.now = ktime_mono_ms()};
+    if (q->next_due == 0 || d.now < q->next_due)
+        return q->next_due;
     kube_map_foreach(q->states, collect_due, &d);
     for (size_t i = 0; i < d.n; i++) {
         size_t kl = strlen(d.due[i]);
@@ -167,6 +188,7 @@ static int64_t promote_due(kube_queue *q)
         free(k);
     }
     free(d.due);
+    q->next_due = d.next;
     return d.next;
 }
 
@@ -204,6 +226,7 @@ int kube_queue_new(const kube_queue_opts *opts, kube_queue **out)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&q->cv, &ca);
+    pthread_cond_init(&q->timer_cv, &ca);
     pthread_condattr_destroy(&ca);
     kube_rate_init(&q->bucket, q->opts.qps, q->opts.burst);
     *out = q;
@@ -221,6 +244,7 @@ void kube_queue_free(kube_queue *q)
     kube_map_free(q->states);
     kube_rate_release(&q->bucket);
     pthread_cond_destroy(&q->cv);
+    pthread_cond_destroy(&q->timer_cv);
     pthread_mutex_destroy(&q->mu);
     free(q);
 }
@@ -250,7 +274,14 @@ int kube_queue_add_after(kube_queue *q, const char *key, int64_t delay_ms)
             int64_t at = ktime_mono_ms() + delay_ms;
             if (s->ready_at == 0 || at < s->ready_at)
                 s->ready_at = at;
-            pthread_cond_broadcast(&q->cv);
+            if (q->next_due == 0 || at < q->next_due) {
+                q->next_due = at;
+                /* the timer's worker waits for a later time, or none does */
+                if (q->timer_waiting)
+                    pthread_cond_signal(&q->timer_cv);
+                else if (q->idle > 0)
+                    pthread_cond_signal(&q->cv);
+            }
         }
     }
     pthread_mutex_unlock(&q->mu);
@@ -304,23 +335,27 @@ int kube_queue_get(kube_queue *q, char **key_out)
             pthread_mutex_unlock(&q->mu);
             return KILN_ECANCELED;
         }
-        if (next) {
+        if (next && !q->timer_waiting) {
             struct timespec ts;
-            int64_t at = next;
-            ts.tv_sec = at / 1000;
-            ts.tv_nsec = (at % 1000) * 1000000L;
-            pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+            ts.tv_sec = next / 1000;
+            ts.tv_nsec = (next % 1000) * 1000000L;
+            q->timer_waiting = 1;
+            pthread_cond_timedwait(&q->timer_cv, &q->mu, &ts);
+            q->timer_waiting = 0;
         } else {
+            q->idle++;
             pthread_cond_wait(&q->cv, &q->mu);
+            q->idle--;
         }
     }
     char *k = q->fifo[q->head];
     q->head = (q->head + 1) % q->cap;
     q->n--;
-    /* Adds wake one worker each; keys promote_due made ready at once
-     * pass the wake-up on. */
-    if (q->n > 0)
-        pthread_cond_signal(&q->cv);
+    /* Adds wake one worker each; keys promote_due made ready at once pass
+     * the wake-up on, and so does a timer's worker leaving with keys still
+     * delayed (an idle one takes its place). */
+    if (q->n > 0 || (q->next_due && !q->timer_waiting))
+        wake_one(q);
     kstate *s = state_get(q, k, 0);
     if (s) {
         s->dirty = 0;
@@ -339,7 +374,7 @@ void kube_queue_done(kube_queue *q, const char *key)
         s->processing = 0;
         if (s->dirty && !q->shutting_down) {
             if (fifo_push(q, key) == 0)
-                pthread_cond_signal(&q->cv);
+                wake_one(q);
             else
                 s->dirty = 0; /* out of memory: the next add brings it back */
         }
@@ -366,6 +401,7 @@ void kube_queue_shutdown(kube_queue *q)
     q->n = 0;
     q->head = 0;
     pthread_cond_broadcast(&q->cv);
+    pthread_cond_broadcast(&q->timer_cv);
     pthread_mutex_unlock(&q->mu);
 }
 

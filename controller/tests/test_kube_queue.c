@@ -210,6 +210,53 @@ static void test_parallel_wakeups(void)
     kube_queue_free(q);
 }
 
+/* Records when each key ran, by its first letter. */
+typedef struct tstate {
+    atomic_llong at_now, at_soon, at_late;
+} tstate;
+
+static int stamp_reconcile(void *ud, const char *key, int64_t *requeue_ms)
+{
+    (void)requeue_ms;
+    tstate *t = ud;
+    atomic_llong *slot = strstr(key, "/now")    ? &t->at_now
+                         : strstr(key, "/soon") ? &t->at_soon
+                                                : &t->at_late;
+    atomic_store(slot, (long long)ktime_mono_ms());
+    return KUBE_RC_OK;
+}
+
+/* With a key delayed far ahead, one worker waits for it on the timer: a
+ * plain add must still wake that worker when it is the only one, and an
+ * earlier deadline must cut its wait short. */
+static void test_timer_wait(void)
+{
+    for (int workers = 1; workers <= 4; workers += 3) {
+        kube_queue_opts o = {.base_delay_ms = 1, .qps = -1};
+        kube_queue *q;
+        KT_EQ_INT(kube_queue_new(&o, &q), 0);
+        tstate t;
+        memset(&t, 0, sizeof t);
+        KT_EQ_INT(kube_queue_start(q, workers, stamp_reconcile, &t), 0);
+        kube_queue_add_after(q, "ns/late", 5000);
+        fake_sleep_ms(30); /* a worker waits for ns/late */
+        int64_t t0 = ktime_mono_ms();
+        kube_queue_add(q, "ns/now");
+        while (!atomic_load(&t.at_now) && ktime_mono_ms() - t0 < 2000)
+            fake_sleep_ms(5);
+        KT_CHECK(atomic_load(&t.at_now) > 0 && atomic_load(&t.at_now) - t0 < 1000);
+        t0 = ktime_mono_ms();
+        kube_queue_add_after(q, "ns/soon", 50);
+        while (!atomic_load(&t.at_soon) && ktime_mono_ms() - t0 < 2000)
+            fake_sleep_ms(5);
+        KT_CHECK(atomic_load(&t.at_soon) - t0 >= 50);
+        KT_CHECK(atomic_load(&t.at_soon) - t0 < 1000);
+        KT_EQ_INT((int)atomic_load(&t.at_late), 0);
+        kube_queue_stop(q);
+        kube_queue_free(q);
+    }
+}
+
 static void test_rate(void)
 {
     kube_rate r;
@@ -238,6 +285,7 @@ int main(void)
     KT_RUN(test_backoff_growth);
     KT_RUN(test_workers);
     KT_RUN(test_parallel_wakeups);
+    KT_RUN(test_timer_wait);
     KT_RUN(test_rate);
     return KT_DONE();
 }
