@@ -36,6 +36,10 @@ static void add_ctrs(kl_kpod *p, const cJSON *list, int init)
         snprintf(x->name, sizeof(x->name), "%s", kl_kpod_jstr0(c, "name"));
         x->init = init;
         x->backoff_ms = 1000;
+        x->pidfd = -1;
+        x->probed = !init && (cJSON_GetObjectItemCaseSensitive(c, "startupProbe") ||
+                              cJSON_GetObjectItemCaseSensitive(c, "livenessProbe") ||
+                              cJSON_GetObjectItemCaseSensitive(c, "readinessProbe"));
         kl_probe_init(&x->startup);
         kl_probe_init(&x->liveness);
         kl_probe_init(&x->readiness);
@@ -82,6 +86,8 @@ void kl_kpod_free(kl_kpod *p)
         kl_probe_cancel(&c->liveness);
         kl_probe_cancel(&c->readiness);
         cJSON_Delete(c->last_state);
+        if (c->pidfd >= 0)
+            close(c->pidfd); /* the kubelet unwatched it already */
         if (c->cg[0])
             rmdir(c->cg);
     }

@@ -44,6 +44,8 @@ typedef struct kl_kctr {
     char cg[512];      /* memory cgroup of the running instance, "" if none */
     kl_work *spawning; /* the worker is starting this instance: pid is 0 until then */
     int pending_sig;   /* a signal asked for meanwhile, sent once the pid is known */
+    int pidfd;         /* readable once the process exits (kl_exits), -1: not watched */
+    int probed;        /* an app container with a probe: checked on every pass */
 } kl_kctr;
 
 typedef struct kl_kpod {
@@ -68,6 +70,10 @@ typedef struct kl_kpod {
     int dirs_ready;         /* they exist and its volumes are filled */
     uint64_t status_inputs; /* what its status was last built from (kl_podstatus) */
     unsigned pass;          /* the kubelet's last pass that looked at it */
+    int idle;               /* needs no look until a write, an exit or wake_ms */
+    int exited;             /* a watched process exited since its last sync (kl_exits) */
+    int64_t wake_ms;        /* when an idle pod needs a look anyway (its deadline), 0: never */
+    char rv[24];            /* its resourceVersion after its last sync */
     int64_t cpu_burstable;  /* its shares counted in the burstable group */
 } kl_kpod;
 

@@ -2,17 +2,19 @@
  * and the sync loop.
  *
  * Every pass, per pod (every pod once a second, else the pods written
- * since the last pass and those not settled): reap exited containers
- * (waitpid WNOHANG), run the init containers one at a time to completion,
- * then start the app containers, drive their startup, liveness and
- * readiness probes, apply the restart policy with back-off, and write the
- * pod status when it changed. How a container is launched lives in
+ * since the last pass and those not settled; either way not the pods with
+ * nothing to do, see pod_idle): reap exited containers (waitpid WNOHANG;
+ * kl_exits says which pods have one), run the init containers one at a
+ * time to completion, then start the app containers, drive their startup,
+ * liveness and readiness probes, apply the restart policy with back-off,
+ * and write the pod status when it changed. How a container is launched lives in
  * kl_sandbox (its blocking calls on kl_worker's thread), probe checks in
  * kl_probe, status and events in kl_podstatus. Back-off starts at 1 s
  * and doubles up to 60 s (a real kubelet starts at 10 s; tests need it
  * shorter). */
 #include "kl_kubelet.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <signal.h>
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #include "kl_cpu.h"
+#include "kl_exits.h"
 #include "kl_kpod.h"
 #include "kl_podstatus.h"
 #include "kl_probe.h"
@@ -58,6 +61,7 @@ struct kl_kubelet {
     int64_t last_node_ms;
     kl_svc *svc;
     kl_cpu *cpu;
+    kl_exits *exits; /* NULL: no pidfds, running pods are looked at every pass */
 };
 
 static cJSON *meta(const cJSON *o)
@@ -216,12 +220,22 @@ static kl_kpod *add_pod(kl_kubelet *k, const cJSON *pod)
  * the worker are killed there. */
 static void stop_pod(kl_kubelet *k, kl_kpod *p)
 {
-    for (int i = 0; i < p->n; i++)
+    for (int i = 0; i < p->n; i++) {
+        kl_exits_unwatch(k->exits, &p->c[i]);
         kl_sandbox_abandon(k->sb, &p->c[i]);
+    }
     kl_kpod_kill(p, SIGKILL);
     for (int i = 0; i < p->n; i++)
         if (p->c[i].running)
             waitpid(p->c[i].pid, NULL, 0);
+}
+
+/* Stops p's processes and frees its record (stop_pod unwatches them). */
+static void drop_pod(kl_kubelet *k, kl_kpod *p)
+{
+    stop_pod(k, p);
+    kl_cpu_pod_remove(k->cpu, p);
+    kl_kpod_free(p);
 }
 
 /* ---- containers ---- */
@@ -251,7 +265,7 @@ static void start_ctr(kl_kubelet *k, const cJSON *pod, kl_kpod *p, kl_kctr *c)
         kl_podstatus_event(k->api, p, c, "Normal", "Started", "Started container %s", c->name);
 }
 
-static void reap(kl_kpod *p)
+static void reap(kl_kubelet *k, kl_kpod *p)
 {
     for (int i = 0; i < p->n; i++) {
         kl_kctr *c = &p->c[i];
@@ -261,6 +275,7 @@ static void reap(kl_kpod *p)
         pid_t w = waitpid(c->pid, &st, WNOHANG);
         if (w != c->pid)
             continue;
+        kl_exits_unwatch(k->exits, c);
         c->running = 0;
         c->kill_at_ms = 0;
         kl_probe_cancel(&c->startup);
@@ -418,7 +433,7 @@ static void sync_init(kl_kubelet *k, const cJSON *pod, kl_kpod *p, const char *p
 
 static void sync_pod(kl_kubelet *k, const cJSON *pod, kl_kpod *p)
 {
-    reap(p);
+    reap(k, p);
     int64_t now = ktime_mono_ms();
     const char *policy = kl_kpod_jstr(kl_table_jsonpath(pod, ".spec"), "restartPolicy");
     policy = policy ? policy : "Always";
@@ -670,6 +685,9 @@ int kl_kubelet_new(kl_api *api, const char *data_dir, const char *images_file, k
     const char *why;
     const char *mode = kl_cpu_mode(k->cpu, &why);
     klog(KLOG_INFO, "pods' CPU weights", KS("by", mode), KS("detail", why), KEND);
+    if (kl_exits_new(&k->exits) != 0)
+        klog(KLOG_WARN, "no epoll set for container exits: running pods are looked at every pass",
+             KS("error", strerror(errno)), KEND);
     /* Pod IPs already handed out stay reserved. */
     const cJSON **pods;
     size_t n;
@@ -689,6 +707,7 @@ int kl_kubelet_new(kl_api *api, const char *data_dir, const char *images_file, k
     }
     rc = kl_svc_new(api, &k->svc, err);
     if (rc != 0) {
+        kl_exits_free(k->exits);
         kl_sandbox_free(k->sb);
         kl_cpu_free(k->cpu);
         free(k);
@@ -705,11 +724,9 @@ void kl_kubelet_free(kl_kubelet *k)
 {
     if (!k)
         return;
-    for (size_t i = 0; i < k->n_pods; i++) {
-        stop_pod(k, k->pods[i]);
-        kl_cpu_pod_remove(k->cpu, k->pods[i]);
-        kl_kpod_free(k->pods[i]);
-    }
+    for (size_t i = 0; i < k->n_pods; i++)
+        drop_pod(k, k->pods[i]);
+    kl_exits_free(k->exits);
     kl_cpu_free(k->cpu);
     free(k->pods);
     free(k->index);
@@ -728,12 +745,64 @@ static int phase_terminal(const cJSON *pod)
     return ph && (!strcmp(ph, "Succeeded") || !strcmp(ph, "Failed"));
 }
 
-/* After a pass: a pod whose terminal phase is in the store and whose
- * processes are gone changes no more until it is deleted. */
-static void settle(kl_store *st, kl_res *r, kl_kpod *p)
+/* 1 when p needs nothing until one of its processes exits, the worker
+ * has made its directories or started a process, its record is written or
+ * wake_ms comes: its directories are being made, or every container is
+ * starting, runs (watched, without probes and with no kill pending) or is
+ * done for good; and nothing waits to restart or is being stopped. Most
+ * of a burst's pods are such, and syncing each of them on every pass took
+ * the main thread tens of milliseconds a pass. */
+static int pod_idle(const kl_kpod *p)
 {
+    if (p->terminating || p->deadline_hit || p->init_failed)
+        return 0;
+    if (!p->dirs_ready)
+        return 1; /* it needs a look once the worker has made them */
+    if (!p->initialized)
+        return 0;
+    for (int i = 0; i < p->n; i++) {
+        const kl_kctr *c = &p->c[i];
+        if (c->kill_at_ms || c->next_start_ms)
+            return 0;
+        if (c->spawning)
+            continue; /* its pod needs a look once the worker is done */
+        if (c->running ? c->pidfd < 0 || c->probed : !c->done)
+            return 0;
+    }
+    return 1;
+}
+
+/* 1 when the pass can skip p (pod: its record now): settled, or idle
+ * with nothing new. */
+static int pod_resting(const kl_kpod *p, const cJSON *pod, int64_t now)
+{
+    if (p->settled)
+        return 1;
+    if (!p->idle || p->exited || (p->wake_ms && now >= p->wake_ms))
+        return 0;
+    if (!p->dirs_ready)
+        return !kl_work_done(p->dirs);
+    for (int i = 0; i < p->n; i++)
+        if (p->c[i].spawning && kl_work_done(p->c[i].spawning))
+            return 0;
+    return !pod || !strcmp(kl_kpod_jstr0(meta(pod), "resourceVersion"), p->rv);
+}
+
+/* After a pod's sync: a pod whose terminal phase is in the store and whose
+ * processes are gone changes no more until it is deleted; processes that
+ * got their pid are watched; whether it is idle, as of which record. */
+static void settle(kl_kubelet *k, kl_store *st, kl_res *r, kl_kpod *p)
+{
+    const cJSON *cur = kl_store_get(st, r->rkey, p->ns, p->name);
     if (!p->terminating && !kl_kpod_any_running(p))
-        p->settled = phase_terminal(kl_store_get(st, r->rkey, p->ns, p->name));
+        p->settled = phase_terminal(cur);
+    for (int i = 0; i < p->n; i++)
+        if (p->c[i].running && p->c[i].pid > 0)
+            kl_exits_watch(k->exits, p, &p->c[i]);
+    p->exited = 0;
+    p->idle = pod_idle(p);
+    p->wake_ms = p->deadline_ms && !p->deadline_hit ? p->deadline_ms : 0;
+    snprintf(p->rv, sizeof(p->rv), "%s", kl_kpod_jstr0(meta(cur), "resourceVersion"));
 }
 
 /* Starts the pods the last pass left over, for at most the start
@@ -755,7 +824,7 @@ static int start_deferred(kl_kubelet *k, int64_t t0)
         if (!p)
             continue;
         sync_pod(k, pod, p);
-        settle(st, r, p);
+        settle(k, st, r, p);
     }
     if (i == 0)
         return k->n_deferred > 0;
@@ -783,7 +852,7 @@ static int start_prepared(kl_kubelet *k, int64_t t0)
         if (!pod || strcmp(kl_kpod_jstr0(meta(pod), "uid"), p->uid) != 0)
             continue; /* gone or replaced: the next pass deals with it */
         sync_pod(k, pod, p);
-        settle(st, r, p);
+        settle(k, st, r, p);
     }
     k->n_preparing = waiting;
     return waiting > 0;
@@ -848,10 +917,11 @@ static int changed_keys(kl_kubelet *k, kl_store *st, kl_res *r, pod_key **out, s
     *n = 0;
     int rc = 0;
     unsigned pass = ++k->pass;
+    int64_t now = ktime_mono_ms();
     for (size_t i = 0; i < k->n_pods && !rc; i++) {
         kl_kpod *p = k->pods[i];
-        if (p->settled)
-            continue;
+        if (pod_resting(p, NULL, now))
+            continue; /* a write to it comes in as an event below */
         p->pass = pass;
         snprintf(key.ns, sizeof(key.ns), "%s", p->ns);
         snprintf(key.name, sizeof(key.name), "%s", p->name);
@@ -895,6 +965,7 @@ int kl_kubelet_tick(void *ctx)
      * settled pod changes only through a write. */
     int all = t0 - k->last_all_ms >= KL_KUBELET_ALL_PODS_MS || !k->seen_rv ||
               kl_store_hist_floor(st) > k->seen_rv;
+    kl_exits_collect(k->exits);
     size_t nk;
     pod_key *keys;
     if ((all ? all_keys(st, r, &keys, &nk) : changed_keys(k, st, r, &keys, &nk)) != 0) {
@@ -937,7 +1008,8 @@ int kl_kubelet_tick(void *ctx)
                 continue;
         }
         p->gone = 0;
-        if (p->settled && !cJSON_GetObjectItemCaseSensitive(meta(pod), "deletionTimestamp"))
+        if (pod_resting(p, pod, t0) &&
+            !cJSON_GetObjectItemCaseSensitive(meta(pod), "deletionTimestamp"))
             continue;
         if (!p->terminating && cJSON_GetObjectItemCaseSensitive(meta(pod), "deletionTimestamp")) {
             const cJSON *g = kl_table_jsonpath(pod, ".metadata.deletionGracePeriodSeconds");
@@ -954,7 +1026,7 @@ int kl_kubelet_tick(void *ctx)
             s0 = ktime_mono_ms();
         }
         sync_pod(k, pod, p);
-        settle(st, r, p);
+        settle(k, st, r, p);
         if (p->terminating) {
             int any = kl_kpod_any_running(p);
             if (any && ktime_mono_ms() >= p->kill_at_ms)
@@ -973,9 +1045,7 @@ int kl_kubelet_tick(void *ctx)
     for (size_t i = 0; i < k->n_pods; i++) {
         kl_kpod *p = k->pods[i];
         if (p->gone) {
-            stop_pod(k, p);
-            kl_cpu_pod_remove(k->cpu, p);
-            kl_kpod_free(p);
+            drop_pod(k, p);
         } else {
             k->pods[j++] = p;
         }
