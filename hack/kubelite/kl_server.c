@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "klog.h"
 #include "ktime.h"
@@ -33,6 +34,11 @@
 /* Under load, the longest extra delay of a watch event behind the fsync
  * that made it durable, to batch events per watcher. */
 #define WATCH_BATCH_US 10000
+/* A turn of the event loop shorter than this that ran none of this file's
+ * callbacks is lws polling without waiting (see kl_server_run), and the
+ * loop then sleeps IDLE_SLEEP_US. */
+#define IDLE_TURN_US  100
+#define IDLE_SLEEP_US 200
 
 struct kl_server {
     struct lws_context *ctx;
@@ -51,6 +57,7 @@ struct kl_server {
     int watch_kick_scheduled;
     lws_usec_t last_watch_kick;
     int sync_err_logged;
+    uint64_t work; /* callbacks that did something, and ticks */
 };
 
 enum { ST_IDLE, ST_BODY, ST_RESP, ST_WATCH, ST_LOG, ST_DONE };
@@ -571,6 +578,23 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     pss *p = user;
     kl_server *s = server_of(wsi);
     switch (reason) {
+    case LWS_CALLBACK_HTTP:
+    case LWS_CALLBACK_HTTP_BODY:
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+    case LWS_CALLBACK_CLOSED:
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (s)
+            s->work++;
+        break;
+    default:
+        break;
+    }
+    switch (reason) {
     case LWS_CALLBACK_HTTP: {
         pss_reset(p);
         enum lws_token_indexes tok;
@@ -701,6 +725,7 @@ static void tick(lws_sorted_usec_list_t *sul)
 {
     kl_server *s = lws_container_of(sul, kl_server, sul);
     int more = 0;
+    s->work++;
     lws_usec_t t0 = lws_now_usecs();
     for (int i = 0; i < s->n_ticks; i++)
         more |= s->ticks[i](s->tick_ctx[i]);
@@ -800,10 +825,22 @@ void kl_server_kick(kl_server *s)
     lws_callback_on_writable_all_protocol(s->ctx, &PROTOCOLS[0]);
 }
 
+/* lws waits in poll() for the time to its next timer in whole
+ * milliseconds, rounded down: in the last millisecond before each timer
+ * (the ticks come every millisecond under load) it polls every connection
+ * without waiting, tens of thousands of times a second, which was half of
+ * this thread's time in a burst of writes. A turn that took next to no
+ * time and ran none of the callbacks is such a poll: sleep a little
+ * instead, which delays a request that arrives meanwhile by at most that. */
 int kl_server_run(kl_server *s, volatile int *stop)
 {
-    while (!*stop)
+    while (!*stop) {
+        uint64_t seen = s->work;
+        lws_usec_t t0 = lws_now_usecs();
         if (lws_service(s->ctx, 0) < 0)
             break;
+        if (s->work == seen && lws_now_usecs() - t0 < IDLE_TURN_US)
+            usleep(IDLE_SLEEP_US);
+    }
     return 0;
 }
