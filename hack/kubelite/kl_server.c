@@ -53,6 +53,7 @@ struct kl_server {
     int n_ticks;
     uint64_t last_rv;
     struct pss *held;      /* replies waiting for the group commit */
+    struct pss *streams;   /* watches and log follows: what a kick wakes */
     lws_sorted_usec_list_t wsul;
     int watch_kick_scheduled;
     lws_usec_t last_watch_kick;
@@ -66,6 +67,9 @@ typedef struct pss {
     int state;
     /* on the server's held list while need > 0 */
     struct pss *hnext, *hprev;
+    /* on the server's stream list while a watch or log follow (ssrv set) */
+    struct pss *snext, *sprev;
+    kl_server *ssrv;
     struct lws *wsi;
     kl_server *srv;
     char method[8];
@@ -117,9 +121,36 @@ static void hold(kl_server *s, pss *p, struct lws *wsi)
     s->held = p;
 }
 
+/* Puts p on the list of streams that kl_server_kick() wakes. */
+static void stream_add(kl_server *s, pss *p, struct lws *wsi)
+{
+    p->wsi = wsi;
+    p->ssrv = s;
+    p->sprev = NULL;
+    p->snext = s->streams;
+    if (s->streams)
+        s->streams->sprev = p;
+    s->streams = p;
+}
+
+static void stream_del(pss *p)
+{
+    if (!p->ssrv)
+        return;
+    if (p->sprev)
+        p->sprev->snext = p->snext;
+    else
+        p->ssrv->streams = p->snext;
+    if (p->snext)
+        p->snext->sprev = p->sprev;
+    p->snext = p->sprev = NULL;
+    p->ssrv = NULL;
+}
+
 static void pss_reset(pss *p)
 {
     unhold(p);
+    stream_del(p);
     free(p->path);
     for (int i = 0; i < p->nq; i++)
         free(p->qbuf[i]);
@@ -380,6 +411,7 @@ static void handle(kl_server *s, struct lws *wsi, pss *p)
         p->watch = resp.watch;
         resp.watch = NULL;
         p->state = ST_WATCH;
+        stream_add(s, p, wsi);
         p->code = 200;
         p->len = -1;
         snprintf(p->rctype, sizeof(p->rctype), "application/json");
@@ -387,6 +419,7 @@ static void handle(kl_server *s, struct lws *wsi, pss *p)
         p->logs = resp.logs;
         resp.logs = NULL;
         p->state = ST_LOG;
+        stream_add(s, p, wsi);
         p->code = 200;
         p->len = -1;
         snprintf(p->rctype, sizeof(p->rctype), "text/plain");
@@ -690,6 +723,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         resp.watch = NULL;
         kl_resp_release(&resp);
         p->state = ST_WATCH;
+        stream_add(s, p, wsi);
         lws_callback_on_writable(wsi);
         return 0;
     }
@@ -820,9 +854,13 @@ void kl_server_add_tick(kl_server *s, kl_tick_fn fn, void *ctx)
     }
 }
 
+/* Only the streams: idle keep-alive connections and replies waiting for
+ * the group commit have nothing to write, and waking every connection on
+ * each tick made each poll return at once with all of them writable. */
 void kl_server_kick(kl_server *s)
 {
-    lws_callback_on_writable_all_protocol(s->ctx, &PROTOCOLS[0]);
+    for (pss *p = s->streams; p; p = p->snext)
+        lws_callback_on_writable(p->wsi);
 }
 
 /* lws waits in poll() for the time to its next timer in whole
