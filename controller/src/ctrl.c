@@ -451,17 +451,21 @@ static int launch_only(const cJSON *job, const tj_plan_out *p)
     return 1;
 }
 
-/* Creates the models claims of a plan and remembers them once made. */
-static int create_claims(ctrl *c, const char *key, const char *ns, const cJSON *job,
-                         const tj_plan_out *p)
+/* The models claims of a plan, created by execute(). */
+typedef struct claims_job {
+    ctrl *c;
+    const char *key, *ns;
+    const tj_plan_out *p;
+    int rc;
+} claims_job;
+
+static void *create_claims(void *arg)
 {
-    int rc = 0;
-    for (int i = 0; i < p->n_pvcs && !rc; i++)
-        rc = create_obj(c, key, &res_pvc, ns, p->pvcs[i], "cannot create the models claim", NULL,
-                        0);
-    if (!rc)
-        claim_remember(c, key, job);
-    return rc;
+    claims_job *j = arg;
+    for (int i = 0; i < j->p->n_pvcs && !j->rc; i++)
+        j->rc = create_obj(j->c, j->key, &res_pvc, j->ns, j->p->pvcs[i],
+                           "cannot create the models claim", NULL, 0);
+    return NULL;
 }
 
 static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, tj_serve_out *sv)
@@ -494,16 +498,23 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
         }
         rc = 0;
     }
-    /* With a trial pod to create as well, the claims are created after
-     * it: the pod's create does not wait for the claim's round trip. A
-     * scheduler keeps a pod Pending until its claim exists (kubelite binds
-     * the claim when the pod starts); a claim that fails is created again
-     * on the next reconcile. */
-    int claims_after = 0;
+    /* With a trial pod to create as well, the claims are created on a
+     * thread of their own meanwhile: the pod's create does not wait for
+     * the claim's round trip. A scheduler keeps a pod Pending until its
+     * claim exists (kubelite binds the claim when the pod starts); a
+     * claim that fails is created again on the next reconcile. */
+    claims_job cj = {c, key, ns, p, 0};
+    pthread_t claims_thr;
+    int claims_async = 0;
     if (p->n_pvcs && !claim_known(c, key, job)) {
-        claims_after = p->n_creates > 0;
-        if (!claims_after)
-            rc = create_claims(c, key, ns, job, p);
+        claims_async =
+            p->n_creates > 0 && pthread_create(&claims_thr, NULL, create_claims, &cj) == 0;
+        if (!claims_async) {
+            create_claims(&cj);
+            rc = cj.rc;
+            if (!rc)
+                claim_remember(c, key, job);
+        }
     }
     /* On a failed status write nothing else happens: the next reconcile
      * recomputes the plan from fresh state. */
@@ -537,9 +548,11 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
                 pod_expect(c, ns, pod);
         }
     }
-    if (claims_after) {
-        int crc = create_claims(c, key, ns, job, p);
-        rc = rc ? rc : crc;
+    if (claims_async) {
+        pthread_join(claims_thr, NULL);
+        if (!cj.rc)
+            claim_remember(c, key, job);
+        rc = rc ? rc : cj.rc;
     }
     if (!rc && sv->create_service)
         rc = create_obj(c, key, &res_services, ns, sv->service, "cannot create the Service", NULL, 0);
