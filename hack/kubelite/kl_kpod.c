@@ -95,6 +95,40 @@ void kl_kpod_free(kl_kpod *p)
     free(p);
 }
 
+int kl_kpod_idle(const kl_kpod *p)
+{
+    if (p->terminating || p->deadline_hit || p->init_failed)
+        return 0;
+    if (!p->dirs_ready)
+        return 1; /* it needs a look once the worker has made them */
+    if (!p->initialized)
+        return 0;
+    for (int i = 0; i < p->n; i++) {
+        const kl_kctr *c = &p->c[i];
+        if (c->kill_at_ms || c->next_start_ms)
+            return 0;
+        if (c->spawning)
+            continue; /* its pod needs a look once the worker is done */
+        if (c->running ? c->pidfd < 0 || c->probed : !c->done)
+            return 0;
+    }
+    return 1;
+}
+
+int kl_kpod_resting(const kl_kpod *p, const char *rv, int64_t now)
+{
+    if (p->settled)
+        return 1;
+    if (!p->idle || p->exited || (p->wake_ms && now >= p->wake_ms))
+        return 0;
+    if (!p->dirs_ready)
+        return !kl_work_done(p->dirs);
+    for (int i = 0; i < p->n; i++)
+        if (p->c[i].spawning && kl_work_done(p->c[i].spawning))
+            return 0;
+    return !rv || !strcmp(rv, p->rv);
+}
+
 kl_kctr *kl_kpod_ctr(kl_kpod *p, const char *name)
 {
     for (int i = 0; name && i < p->n; i++)

@@ -86,6 +86,19 @@ int kl_kpod_new(const cJSON *pod, const char *data_dir, const char *ip, kl_kpod 
  * stop first. */
 void kl_kpod_free(kl_kpod *p);
 
+/* 1 when p needs nothing until one of its processes exits, the worker
+ * has made its directories or started a process, its record is written or
+ * wake_ms comes: its directories are being made, or every container is
+ * starting, runs (watched, without probes and with no kill pending) or is
+ * done for good; and nothing waits to restart or is being stopped. Most
+ * of a burst's pods are such, and syncing each of them on every kubelet
+ * pass took the API server's thread tens of milliseconds a pass. */
+int kl_kpod_idle(const kl_kpod *p);
+/* 1 when a kubelet pass can skip p: settled, or idle (as of its last
+ * sync) with nothing new since: no exit, no finished work on the worker,
+ * wake_ms not come, and its record at rv (NULL: not looked at). */
+int kl_kpod_resting(const kl_kpod *p, const char *rv, int64_t now);
+
 /* The container record named name, or NULL (borrowed). */
 kl_kctr *kl_kpod_ctr(kl_kpod *p, const char *name);
 /* The container's spec in pod (containers or initContainers), or NULL. */

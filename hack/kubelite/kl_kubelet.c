@@ -3,7 +3,7 @@
  *
  * Every pass, per pod (every pod once a second, else the pods written
  * since the last pass and those not settled; either way not the pods with
- * nothing to do, see pod_idle): reap exited containers (waitpid WNOHANG;
+ * nothing to do, see kl_kpod_idle): reap exited containers (waitpid WNOHANG;
  * kl_exits says which pods have one), run the init containers one at a
  * time to completion, then start the app containers, drive their startup,
  * liveness and readiness probes, apply the restart policy with back-off,
@@ -745,49 +745,6 @@ static int phase_terminal(const cJSON *pod)
     return ph && (!strcmp(ph, "Succeeded") || !strcmp(ph, "Failed"));
 }
 
-/* 1 when p needs nothing until one of its processes exits, the worker
- * has made its directories or started a process, its record is written or
- * wake_ms comes: its directories are being made, or every container is
- * starting, runs (watched, without probes and with no kill pending) or is
- * done for good; and nothing waits to restart or is being stopped. Most
- * of a burst's pods are such, and syncing each of them on every pass took
- * the main thread tens of milliseconds a pass. */
-static int pod_idle(const kl_kpod *p)
-{
-    if (p->terminating || p->deadline_hit || p->init_failed)
-        return 0;
-    if (!p->dirs_ready)
-        return 1; /* it needs a look once the worker has made them */
-    if (!p->initialized)
-        return 0;
-    for (int i = 0; i < p->n; i++) {
-        const kl_kctr *c = &p->c[i];
-        if (c->kill_at_ms || c->next_start_ms)
-            return 0;
-        if (c->spawning)
-            continue; /* its pod needs a look once the worker is done */
-        if (c->running ? c->pidfd < 0 || c->probed : !c->done)
-            return 0;
-    }
-    return 1;
-}
-
-/* 1 when the pass can skip p (pod: its record now): settled, or idle
- * with nothing new. */
-static int pod_resting(const kl_kpod *p, const cJSON *pod, int64_t now)
-{
-    if (p->settled)
-        return 1;
-    if (!p->idle || p->exited || (p->wake_ms && now >= p->wake_ms))
-        return 0;
-    if (!p->dirs_ready)
-        return !kl_work_done(p->dirs);
-    for (int i = 0; i < p->n; i++)
-        if (p->c[i].spawning && kl_work_done(p->c[i].spawning))
-            return 0;
-    return !pod || !strcmp(kl_kpod_jstr0(meta(pod), "resourceVersion"), p->rv);
-}
-
 /* After a pod's sync: a pod whose terminal phase is in the store and whose
  * processes are gone changes no more until it is deleted; processes that
  * got their pid are watched; whether it is idle, as of which record. */
@@ -800,7 +757,7 @@ static void settle(kl_kubelet *k, kl_store *st, kl_res *r, kl_kpod *p)
         if (p->c[i].running && p->c[i].pid > 0)
             kl_exits_watch(k->exits, p, &p->c[i]);
     p->exited = 0;
-    p->idle = pod_idle(p);
+    p->idle = kl_kpod_idle(p);
     p->wake_ms = p->deadline_ms && !p->deadline_hit ? p->deadline_ms : 0;
     snprintf(p->rv, sizeof(p->rv), "%s", kl_kpod_jstr0(meta(cur), "resourceVersion"));
 }
@@ -920,7 +877,7 @@ static int changed_keys(kl_kubelet *k, kl_store *st, kl_res *r, pod_key **out, s
     int64_t now = ktime_mono_ms();
     for (size_t i = 0; i < k->n_pods && !rc; i++) {
         kl_kpod *p = k->pods[i];
-        if (pod_resting(p, NULL, now))
+        if (kl_kpod_resting(p, NULL, now))
             continue; /* a write to it comes in as an event below */
         p->pass = pass;
         snprintf(key.ns, sizeof(key.ns), "%s", p->ns);
@@ -1008,7 +965,7 @@ int kl_kubelet_tick(void *ctx)
                 continue;
         }
         p->gone = 0;
-        if (pod_resting(p, pod, t0) &&
+        if (kl_kpod_resting(p, kl_kpod_jstr0(meta(pod), "resourceVersion"), t0) &&
             !cJSON_GetObjectItemCaseSensitive(meta(pod), "deletionTimestamp"))
             continue;
         if (!p->terminating && cJSON_GetObjectItemCaseSensitive(meta(pod), "deletionTimestamp")) {
