@@ -87,7 +87,7 @@ void kl_kpod_free(kl_kpod *p)
         kl_probe_cancel(&c->readiness);
         cJSON_Delete(c->last_state);
         if (c->pidfd >= 0)
-            close(c->pidfd); /* the kubelet unwatched it already */
+            close(c->pidfd); /* not in an exit set: the kubelet unwatches first */
         if (c->cg[0])
             rmdir(c->cg);
     }

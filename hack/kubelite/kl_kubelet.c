@@ -3,15 +3,15 @@
  *
  * Every pass, per pod (every pod once a second, else the pods written
  * since the last pass and those not settled; either way not the pods with
- * nothing to do, see kl_kpod_idle): reap exited containers (waitpid WNOHANG;
- * kl_exits says which pods have one), run the init containers one at a
- * time to completion, then start the app containers, drive their startup,
- * liveness and readiness probes, apply the restart policy with back-off,
- * and write the pod status when it changed. How a container is launched lives in
- * kl_sandbox (its blocking calls on kl_worker's thread), probe checks in
- * kl_probe, status and events in kl_podstatus. Back-off starts at 1 s
- * and doubles up to 60 s (a real kubelet starts at 10 s; tests need it
- * shorter). */
+ * nothing to do, see kl_kpod_idle): reap exited containers (waitpid
+ * WNOHANG; kl_exits says which pods have one), run the init containers one
+ * at a time to completion, then start the app containers, drive their
+ * startup, liveness and readiness probes, apply the restart policy with
+ * back-off, and write the pod status when it changed. How a container is
+ * launched lives in kl_sandbox (its blocking calls on kl_worker's thread),
+ * probe checks in kl_probe, status and events in kl_podstatus. Back-off
+ * starts at 1 s and doubles up to 60 s (a real kubelet starts at 10 s;
+ * tests need it shorter). */
 #include "kl_kubelet.h"
 
 #include <errno.h>

@@ -26,8 +26,8 @@ void kl_kubelet_free(kl_kubelet *k);
  * the API server's thread for long; returns 1 when some were left for the
  * next call, else 0. */
 #define KL_KUBELET_START_BUDGET_MS 10
-/* How often a pass looks at every pod, not only the changed and the
- * running ones. */
+/* How often a pass looks at every pod, not only the ones written since the
+ * last pass and those with something to do. */
 #define KL_KUBELET_ALL_PODS_MS 1000
 int kl_kubelet_tick(void *ctx);
 

@@ -21,6 +21,7 @@
 #include <libwebsockets.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,17 +62,19 @@ struct kl_server {
     uint64_t work; /* callbacks that did something, and ticks */
 };
 
-enum { ST_IDLE, ST_BODY, ST_RESP, ST_WATCH, ST_LOG, ST_DONE };
+enum { ST_IDLE, ST_BODY, ST_RESP, ST_WATCH, ST_LOG };
+
+/* A connection's place on one of the server's lists. */
+typedef struct plink {
+    struct pss *next, *prev;
+    struct pss **head; /* the list it is on, NULL: none */
+} plink;
 
 typedef struct pss {
     int state;
-    /* on the server's held list while need > 0 */
-    struct pss *hnext, *hprev;
-    /* on the server's stream list while a watch or log follow (ssrv set) */
-    struct pss *snext, *sprev;
-    kl_server *ssrv;
+    plink held;   /* on the server's held list while need > 0 */
+    plink stream; /* on its stream list while a watch or log follow */
     struct lws *wsi;
-    kl_server *srv;
     char method[8];
     char *path;
     char *qbuf[KL_MAX_QUERY];
@@ -96,61 +99,51 @@ typedef struct pss {
     uint64_t need; /* log records that must be durable first (0: none) */
 } pss;
 
-static void unhold(pss *p)
+/* The link at offset off (offsetof(pss, held) or offsetof(pss, stream)). */
+#define LINK(p, off) ((plink *)((char *)(p) + (off)))
+
+static void list_add(pss **head, pss *p, size_t off)
 {
-    if (!p->srv)
+    plink *l = LINK(p, off);
+    l->head = head;
+    l->prev = NULL;
+    l->next = *head;
+    if (*head)
+        LINK(*head, off)->prev = p;
+    *head = p;
+}
+
+static void list_del(pss *p, size_t off)
+{
+    plink *l = LINK(p, off);
+    if (!l->head)
         return;
-    if (p->hprev)
-        p->hprev->hnext = p->hnext;
+    if (l->prev)
+        LINK(l->prev, off)->next = l->next;
     else
-        p->srv->held = p->hnext;
-    if (p->hnext)
-        p->hnext->hprev = p->hprev;
-    p->hnext = p->hprev = NULL;
-    p->srv = NULL;
+        *l->head = l->next;
+    if (l->next)
+        LINK(l->next, off)->prev = l->prev;
+    memset(l, 0, sizeof(*l));
 }
 
 static void hold(kl_server *s, pss *p, struct lws *wsi)
 {
     p->wsi = wsi;
-    p->srv = s;
-    p->hprev = NULL;
-    p->hnext = s->held;
-    if (s->held)
-        s->held->hprev = p;
-    s->held = p;
+    list_add(&s->held, p, offsetof(pss, held));
 }
 
 /* Puts p on the list of streams that kl_server_kick() wakes. */
 static void stream_add(kl_server *s, pss *p, struct lws *wsi)
 {
     p->wsi = wsi;
-    p->ssrv = s;
-    p->sprev = NULL;
-    p->snext = s->streams;
-    if (s->streams)
-        s->streams->sprev = p;
-    s->streams = p;
-}
-
-static void stream_del(pss *p)
-{
-    if (!p->ssrv)
-        return;
-    if (p->sprev)
-        p->sprev->snext = p->snext;
-    else
-        p->ssrv->streams = p->snext;
-    if (p->snext)
-        p->snext->sprev = p->sprev;
-    p->snext = p->sprev = NULL;
-    p->ssrv = NULL;
+    list_add(&s->streams, p, offsetof(pss, stream));
 }
 
 static void pss_reset(pss *p)
 {
-    unhold(p);
-    stream_del(p);
+    list_del(p, offsetof(pss, held));
+    list_del(p, offsetof(pss, stream));
     free(p->path);
     for (int i = 0; i < p->nq; i++)
         free(p->qbuf[i]);
@@ -337,10 +330,10 @@ static void on_durable(kl_server *s)
              KS("error", strerror(kl_store_sync_error(st))), KEND);
     }
     for (pss *p = s->held, *next; p; p = next) {
-        next = p->hnext;
+        next = p->held.next;
         if (p->need <= d || failed) {
             struct lws *wsi = p->wsi;
-            unhold(p);
+            list_del(p, offsetof(pss, held));
             lws_callback_on_writable(wsi);
         }
     }
@@ -600,8 +593,6 @@ static int writeable(kl_server *s, struct lws *wsi, pss *p)
         }
         return 0;
     }
-    if (p->state == ST_DONE)
-        return -1;
     return 0;
 }
 
@@ -859,7 +850,7 @@ void kl_server_add_tick(kl_server *s, kl_tick_fn fn, void *ctx)
  * each tick made each poll return at once with all of them writable. */
 void kl_server_kick(kl_server *s)
 {
-    for (pss *p = s->streams; p; p = p->snext)
+    for (pss *p = s->streams; p; p = p->stream.next)
         lws_callback_on_writable(p->wsi);
 }
 
