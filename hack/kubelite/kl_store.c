@@ -22,7 +22,17 @@
  * fsync started, so each write would wait for two fsyncs. The syncer
  * therefore gathers a batch first: it waits until as many records as the
  * last batch had are pending, or at most GATHER_MAX_NS (and never longer
- * than the last fsync took), the way databases use a commit delay. */
+ * than the last fsync took), the way databases use a commit delay.
+ *
+ * Zero-filled log: on ext4 (and most journalling filesystems) an
+ * fdatasync after an append must also commit the journal, since the
+ * file's size and its new blocks changed; under other disk traffic that
+ * commit took up to 200 ms, and every write waiting for its reply waited
+ * with it. The syncer therefore writes zeros ahead of the records
+ * (FILL_CHUNK at a time, once less than FILL_LOW is left) and records then
+ * overwrite blocks that already exist: their fdatasync flushes data only.
+ * Replay stops at the first line holding a NUL byte, where the zeros (or a
+ * record whose earlier neighbour never reached the disk) begin. */
 #include "kl_store.h"
 
 #include <errno.h>
@@ -32,11 +42,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 /* Longest wait for a batch to fill before an fdatasync. */
 #define GATHER_MAX_NS 2000000
+
+/* Zeros written ahead of the records: a new chunk once less than FILL_LOW
+ * is left, FILL_PIECE bytes per write (under mu, so a writer that runs past
+ * the zeros never waits longer than one piece). */
+#define FILL_CHUNK (4u << 20)
+#define FILL_LOW (2u << 20)
+#define FILL_PIECE (128u << 10)
 
 typedef struct entry {
     char *ns;
@@ -70,6 +88,9 @@ struct kl_store {
     int sync;
     int deferred;
     uint64_t writes;
+    /* Where the next record goes, how far zeros are written and how far
+     * the current chunk of zeros will go; changed under mu. */
+    uint64_t off, zeroed, fill_to;
     /* WAL records appended and made durable; the rv of the last of each. */
     uint64_t app_seq, app_rv;
     _Atomic uint64_t dur_seq, dur_rv;
@@ -375,6 +396,21 @@ static int durable_always(const kl_store *st)
     return st->fd < 0 || !st->sync;
 }
 
+static int pwrite_all(int fd, const char *buf, size_t len, uint64_t at)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = pwrite(fd, buf + done, len - done, (off_t)(at + done));
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    return 0;
+}
+
 /* Appends one record whose resourceVersion is rv. Without group commit
  * (deferred off) it is durable before this returns. */
 static int wal_write(kl_store *st, const char *line, size_t len, uint64_t rv, kiln_error *err)
@@ -385,22 +421,28 @@ static int wal_write(kl_store *st, const char *line, size_t len, uint64_t rv, ki
     if (se)
         return kiln_fail(err, KILN_EIO, "an earlier fsync of %s failed: %s", st->path,
                          strerror(se));
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(st->fd, line + off, len - off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return kiln_fail(err, KILN_EIO, "write %s: %s", st->path, strerror(errno));
-        }
-        off += (size_t)w;
+    /* Inside the zeros the syncer never writes, so no lock is needed;
+     * past them, the write must not race a piece of zeros. */
+    pthread_mutex_lock(&st->mu);
+    uint64_t at = st->off;
+    int inside = at + len <= st->zeroed;
+    if (inside)
+        pthread_mutex_unlock(&st->mu);
+    int rc = pwrite_all(st->fd, line, len, at);
+    if (inside)
+        pthread_mutex_lock(&st->mu);
+    if (rc != 0) {
+        pthread_mutex_unlock(&st->mu);
+        return kiln_fail(err, KILN_EIO, "write %s: %s", st->path, strerror(errno));
     }
+    st->off = at + len;
     if (st->sync && !st->deferred) {
-        if (fdatasync(st->fd) != 0)
+        if (fdatasync(st->fd) != 0) {
+            pthread_mutex_unlock(&st->mu);
             return kiln_fail(err, KILN_EIO, "fsync %s: %s", st->path, strerror(errno));
+        }
         atomic_fetch_add(&st->syncs, 1);
     }
-    pthread_mutex_lock(&st->mu);
     st->app_seq++;
     st->app_rv = rv;
     if (durable_always(st) || !st->deferred) {
@@ -453,8 +495,10 @@ static int replay(kl_store *st, FILE *f, kiln_error *err)
     size_t cap = 0;
     ssize_t len;
     while ((len = getline(&line, &cap, f)) > 0) {
-        if (line[len - 1] != '\n')
-            break; /* torn tail from a crash mid-write: ignore */
+        /* The zeros ahead of the records, or a torn tail from a crash
+         * mid-write: the log ends here. */
+        if (line[len - 1] != '\n' || memchr(line, 0, (size_t)len))
+            break;
         line[len - 1] = 0;
         char *f1 = strchr(line, '\t');
         if (!f1)
@@ -580,6 +624,29 @@ static void wait_until(kl_store *st, int64_t deadline)
     pthread_cond_timedwait(&st->cv, &st->mu, &ts);
 }
 
+/* Writes the next piece of zeros ahead of the records when a chunk is due
+ * (mu held); 1 if it wrote one. A failed write (a full disk) only means
+ * records go on extending the file. */
+static int fill_piece(kl_store *st)
+{
+    static const char zeros[FILL_PIECE];
+    if (st->zeroed < st->off)
+        st->zeroed = st->off; /* records ran past the zeros */
+    if (st->zeroed - st->off < FILL_LOW && st->fill_to <= st->zeroed)
+        st->fill_to = st->zeroed + FILL_CHUNK;
+    if (st->zeroed >= st->fill_to)
+        return 0;
+    uint64_t at = st->zeroed;
+    if (pwrite_all(st->fd, zeros, FILL_PIECE, at) != 0) {
+        st->fill_to = at;
+        return 0;
+    }
+    /* Start the writeback now, so no fdatasync finds a chunk of it dirty. */
+    sync_file_range(st->fd, (off_t)at, FILL_PIECE, SYNC_FILE_RANGE_WRITE);
+    st->zeroed = at + FILL_PIECE;
+    return 1;
+}
+
 static void *syncer_main(void *arg)
 {
     kl_store *st = arg;
@@ -588,6 +655,8 @@ static void *syncer_main(void *arg)
     pthread_mutex_lock(&st->mu);
     while (!st->stop) {
         if (st->app_seq == atomic_load(&st->dur_seq) || atomic_load(&st->sync_err)) {
+            if (!atomic_load(&st->sync_err) && fill_piece(st))
+                continue;
             st->wake_at = atomic_load(&st->dur_seq) + 1;
             pthread_cond_wait(&st->cv, &st->mu);
             continue;
@@ -621,6 +690,7 @@ static void *syncer_main(void *arg)
         if (st->wake)
             st->wake(st->wake_ctx);
         pthread_mutex_lock(&st->mu);
+        fill_piece(st); /* one piece a round while records keep coming */
     }
     pthread_mutex_unlock(&st->mu);
     return NULL;
@@ -692,12 +762,14 @@ int kl_store_open(const char *dir, size_t hist_cap, kl_store **out, kiln_error *
             kl_store_free(st);
             return rc;
         }
-        st->fd = open(st->path, O_WRONLY | O_APPEND | O_CLOEXEC);
-        if (st->fd < 0) {
+        st->fd = open(st->path, O_WRONLY | O_CLOEXEC);
+        struct stat sb;
+        if (st->fd < 0 || fstat(st->fd, &sb) != 0) {
             rc = kiln_fail(err, KILN_EIO, "open %s: %s", st->path, strerror(errno));
             kl_store_free(st);
             return rc;
         }
+        st->off = st->zeroed = st->fill_to = (uint64_t)sb.st_size;
     }
     st->floor = st->rv;
     atomic_store(&st->dur_rv, st->rv);
