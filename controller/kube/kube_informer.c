@@ -42,17 +42,27 @@ struct kube_informer {
  * a tree costs several times the text's size (a node, a key and a value
  * allocation per field), and a controller with a thousand jobs and their
  * pods would spend most of its memory on them. Readers parse a copy, as
- * they received a copy before. */
+ * they received a copy before.
+ *
+ * Entries are printed before mu is taken and parsed after it is released,
+ * and carry the keys of the indexes they are in, so that nothing under mu
+ * costs more than a copy. With every worker runnable at once on a small
+ * machine, a thread preempted while it holds mu keeps all the others
+ * waiting for its next time slice; the shorter the section, the rarer
+ * that is. */
 typedef struct centry {
-    char *rv;   /* metadata.resourceVersion ("" if none) */
-    char *json; /* the object */
+    char *rv;     /* metadata.resourceVersion ("" if none) */
+    char *json;   /* the object */
+    char *ns;     /* metadata.namespace ("" if none): its by_ns key */
+    char *owners; /* its owners' uids, each NUL-terminated, then "": by_owner keys */
 } centry;
 
 typedef struct pending {
-    int type;       /* KUBE_EV_ADDED / MODIFIED / DELETED */
-    cJSON *old_obj; /* owned (freed after dispatch) */
-    cJSON *new_obj; /* owned: the object now cached */
-    cJSON *del_obj; /* owned: the delete event's object */
+    int type;        /* KUBE_EV_ADDED / MODIFIED / DELETED */
+    centry *old_ent; /* owned: the entry replaced, parsed into old_obj after mu */
+    cJSON *old_obj;  /* owned (freed after dispatch) */
+    cJSON *new_obj;  /* owned: the object now cached */
+    cJSON *del_obj;  /* owned: the delete event's object */
 } pending;
 
 /* ---- helpers ---- */
@@ -64,7 +74,39 @@ static void free_entry(void *p)
         return;
     free(e->rv);
     free(e->json);
+    free(e->ns);
+    free(e->owners);
     free(e);
+}
+
+/* The uids of obj's owner references as "uid\0uid\0\0". */
+static char *owner_uids(const cJSON *obj)
+{
+    const cJSON *refs = kube_obj_path(obj, "metadata.ownerReferences");
+    if (!cJSON_IsArray(refs))
+        refs = NULL;
+    const cJSON *r;
+    size_t len = 1;
+    cJSON_ArrayForEach(r, refs)
+    {
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(r, "uid");
+        if (cJSON_IsString(u))
+            len += strlen(u->valuestring) + 1;
+    }
+    char *out = malloc(len), *p = out;
+    if (!out)
+        return NULL;
+    cJSON_ArrayForEach(r, refs)
+    {
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(r, "uid");
+        if (cJSON_IsString(u)) {
+            size_t n = strlen(u->valuestring) + 1;
+            memcpy(p, u->valuestring, n);
+            p += n;
+        }
+    }
+    *p = 0;
+    return out;
 }
 
 static centry *entry_new(const cJSON *obj)
@@ -73,9 +115,12 @@ static centry *entry_new(const cJSON *obj)
     if (!e)
         return NULL;
     const char *rv = kube_obj_resource_version(obj);
+    const char *ns = kube_obj_namespace(obj);
     e->rv = strdup(rv ? rv : "");
+    e->ns = strdup(ns ? ns : "");
+    e->owners = owner_uids(obj);
     e->json = cJSON_PrintUnformatted(obj);
-    if (!e->rv || !e->json) {
+    if (!e->rv || !e->ns || !e->owners || !e->json) {
         free_entry(e);
         return NULL;
     }
@@ -134,52 +179,56 @@ static void index_del(kube_map *idx, const char *ik, const char *key)
         kube_map_del(idx, ik);
 }
 
-static void owners_apply(kube_informer *inf, const cJSON *o, const char *key, int add)
+/* Adds the entry's key to the indexes, or removes it (caller holds mu). */
+static void index_entry(kube_informer *inf, const char *key, const centry *e, int add)
 {
-    const cJSON *refs = kube_obj_path(o, "metadata.ownerReferences");
-    const cJSON *r;
-    if (!cJSON_IsArray(refs))
-        return;
-    cJSON_ArrayForEach(r, refs)
-    {
-        const cJSON *u = cJSON_GetObjectItemCaseSensitive(r, "uid");
-        if (cJSON_IsString(u)) {
-            if (add)
-                index_add(inf->by_owner, u->valuestring, key);
-            else
-                index_del(inf->by_owner, u->valuestring, key);
-        }
+    if (add)
+        index_add(inf->by_ns, e->ns, key);
+    else
+        index_del(inf->by_ns, e->ns, key);
+    for (const char *u = e->owners; *u; u += strlen(u) + 1) {
+        if (add)
+            index_add(inf->by_owner, u, key);
+        else
+            index_del(inf->by_owner, u, key);
     }
 }
 
-/* Takes the object out of cache and indexes; returns it parsed (caller
- * owns it), or NULL if it was not cached. *found says whether it was,
- * since a parse can fail for lack of memory; the indexes may then keep
- * a stale key, which lookups skip. */
-static cJSON *cache_take(kube_informer *inf, const char *key, int *found)
+/* Takes the entry out of cache and indexes (caller holds mu and owns the
+ * entry returned, NULL if none was cached). */
+static centry *cache_take(kube_informer *inf, const char *key)
 {
     centry *e = kube_map_take(inf->cache, key);
-    *found = e != NULL;
-    cJSON *old = entry_obj(e);
-    free_entry(e);
-    if (old) {
-        index_del(inf->by_ns, kube_obj_namespace(old), key);
-        owners_apply(inf, old, key, 0);
-    }
-    return old;
+    if (e)
+        index_entry(inf, key, e, 0);
+    return e;
 }
 
-/* Caches a copy of obj (the caller keeps obj). */
-static int cache_put(kube_informer *inf, const char *key, const cJSON *obj)
+/* Caches the entry, which it takes on success (caller holds mu). */
+static int cache_put(kube_informer *inf, const char *key, centry *e)
 {
-    centry *e = entry_new(obj);
-    if (!e || kube_map_put(inf->cache, key, e)) {
-        free_entry(e);
+    if (kube_map_put(inf->cache, key, e))
         return KILN_ENOMEM;
-    }
-    index_add(inf->by_ns, kube_obj_namespace(obj), key);
-    owners_apply(inf, obj, key, 1);
+    index_entry(inf, key, e, 1);
     return 0;
+}
+
+/* Replaces key's entry with e (caller holds mu). Returns the entry
+ * replaced (owned by the caller) in *old; on failure the old entry stays
+ * cached and the caller still owns e. */
+static int cache_replace(kube_informer *inf, const char *key, centry *e, centry **old)
+{
+    *old = cache_take(inf, key);
+    if (cache_put(inf, key, e) == 0)
+        return 0;
+    if (*old && cache_put(inf, key, *old) == 0)
+        *old = NULL;
+    else if (*old)
+        klog(KLOG_WARN, "informer: out of memory, object dropped from the cache", KS("key", key),
+             KEND);
+    free_entry(*old);
+    *old = NULL;
+    return KILN_ENOMEM;
 }
 
 static int same_rv(const centry *a, const cJSON *b)
@@ -194,9 +243,17 @@ static void set_last_rv(kube_informer *inf, const char *rv)
         snprintf(inf->last_rv, sizeof inf->last_rv, "%s", rv);
 }
 
+/* Runs the handlers (mu not held); parses the replaced entries first. */
 static void dispatch(kube_informer *inf, pending *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
+        if (p[i].old_ent) {
+            /* a delete with its own object never needs the cached one */
+            if (!p[i].del_obj)
+                p[i].old_obj = entry_obj(p[i].old_ent);
+            free_entry(p[i].old_ent);
+            p[i].old_ent = NULL;
+        }
         switch (p[i].type) {
         case KUBE_EV_ADDED:
             if (inf->h.on_add)
@@ -257,8 +314,16 @@ static int on_event(void *ud, int type, cJSON *obj)
         cJSON_Delete(obj);
         return RC_STOP_STREAM;
     }
+    /* transformed and printed outside the lock: it may be a large object */
+    centry *ne = NULL;
     if (type != KUBE_EV_BOOKMARK)
-        transform(inf, obj); /* outside the lock: it may walk a large object */
+        transform(inf, obj);
+    if (type != KUBE_EV_DELETED && type != KUBE_EV_BOOKMARK) {
+        if (!(ne = entry_new(obj))) {
+            cJSON_Delete(obj);
+            return KILN_ENOMEM; /* not recorded: watched again */
+        }
+    }
     pthread_mutex_lock(&inf->mu);
     /* copied now: obj may be freed below; recorded only once applied, so
      * a failed event is watched again instead of skipped */
@@ -278,40 +343,34 @@ static int on_event(void *ud, int type, cJSON *obj)
         if (!named)
             set_last_rv(inf, rv); /* nameless: cannot be cached, skip it */
         pthread_mutex_unlock(&inf->mu);
+        free_entry(ne);
         cJSON_Delete(obj);
         return named ? KILN_ENOMEM : 0;
     }
     pending p = {0};
     int n = 0;
     if (type == KUBE_EV_DELETED) {
-        int found;
-        cJSON *old = cache_take(inf, key, &found);
-        if (found) { /* not cached: a relist already reported it */
-            p = (pending){.type = KUBE_EV_DELETED, .old_obj = old, .del_obj = obj};
+        centry *old = cache_take(inf, key);
+        if (old) { /* not cached: a relist already reported it */
+            p = (pending){.type = KUBE_EV_DELETED, .old_ent = old, .del_obj = obj};
             n = 1;
         } else {
             cJSON_Delete(obj);
         }
+    } else if (same_rv(kube_map_get(inf->cache, key), obj)) {
+        free_entry(ne); /* already seen (replayed event) */
+        cJSON_Delete(obj);
     } else {
-        if (same_rv(kube_map_get(inf->cache, key), obj)) {
-            cJSON_Delete(obj); /* already seen (replayed event) */
-        } else {
-            int found;
-            cJSON *old = cache_take(inf, key, &found);
-            if (cache_put(inf, key, obj)) {
-                cJSON_Delete(obj);
-                if (old && cache_put(inf, key, old))
-                    klog(KLOG_WARN, "informer: out of memory, object dropped from the cache",
-                         KS("key", key), KEND);
-                cJSON_Delete(old);
-                pthread_mutex_unlock(&inf->mu);
-                free(key);
-                return KILN_ENOMEM;
-            }
-            p = (pending){
-                .type = found ? KUBE_EV_MODIFIED : KUBE_EV_ADDED, .old_obj = old, .new_obj = obj};
-            n = 1;
+        centry *old;
+        if (cache_replace(inf, key, ne, &old)) {
+            pthread_mutex_unlock(&inf->mu);
+            free_entry(ne);
+            cJSON_Delete(obj);
+            free(key);
+            return KILN_ENOMEM;
         }
+        p = (pending){.type = old ? KUBE_EV_MODIFIED : KUBE_EV_ADDED, .old_ent = old, .new_obj = obj};
+        n = 1;
     }
     if (n)
         inf->st.events++;
@@ -355,6 +414,13 @@ static int collect_gone(const char *key, void *val, void *ud)
     return 0;
 }
 
+/* A listed object with its key and cache entry. */
+typedef struct listed {
+    char *key;
+    centry *e;
+    cJSON *obj;
+} listed;
+
 static int do_list(kube_informer *inf)
 {
     kube_err err;
@@ -373,48 +439,43 @@ static int do_list(kube_informer *inf)
     kube_err_release(&err);
     int n_items = cJSON_GetArraySize(items);
     pending *p = calloc((size_t)n_items + 1, sizeof *p);
+    listed *l = calloc((size_t)n_items + 1, sizeof *l);
     kube_map *seen = NULL;
-    if (!p || kube_map_new(NULL, &seen)) {
+    if (!p || !l || kube_map_new(NULL, &seen)) {
         free(p);
+        free(l);
         cJSON_Delete(items);
         free(rv);
         return KILN_ENOMEM;
     }
-    size_t np = 0;
-    cJSON *t;
-    cJSON_ArrayForEach(t, items)
-    {
-        transform(inf, t);
-    }
-    pthread_mutex_lock(&inf->mu);
-    cJSON *it = items->child;
-    while (it) {
-        cJSON *next = it->next;
-        cJSON *obj = cJSON_DetachItemViaPointer(items, it);
-        it = next;
+    /* keys and entries made before the lock (see centry) */
+    size_t nl = 0;
+    while (items->child) {
+        cJSON *obj = cJSON_DetachItemViaPointer(items, items->child);
+        transform(inf, obj);
         char *key = kube_obj_key(obj);
-        if (!key || kube_map_put(seen, key, (void *)1)) {
+        centry *e = key ? entry_new(obj) : NULL;
+        if (!e || kube_map_put(seen, key, (void *)1)) {
             free(key);
+            free_entry(e);
             cJSON_Delete(obj);
             continue;
         }
-        if (same_rv(kube_map_get(inf->cache, key), obj)) {
-            cJSON_Delete(obj);
+        l[nl++] = (listed){.key = key, .e = e, .obj = obj};
+    }
+    size_t np = 0;
+    pthread_mutex_lock(&inf->mu);
+    for (size_t i = 0; i < nl; i++) {
+        centry *old;
+        if (same_rv(kube_map_get(inf->cache, l[i].key), l[i].obj) ||
+            cache_replace(inf, l[i].key, l[i].e, &old)) {
+            free_entry(l[i].e);
+            cJSON_Delete(l[i].obj);
         } else {
-            int found;
-            cJSON *old = cache_take(inf, key, &found);
-            if (cache_put(inf, key, obj)) {
-                cJSON_Delete(obj);
-                if (old)
-                    cache_put(inf, key, old);
-                cJSON_Delete(old);
-            } else {
-                p[np++] = (pending){.type = found ? KUBE_EV_MODIFIED : KUBE_EV_ADDED,
-                                    .old_obj = old,
-                                    .new_obj = obj};
-            }
+            p[np++] = (pending){.type = old ? KUBE_EV_MODIFIED : KUBE_EV_ADDED,
+                                .old_ent = old,
+                                .new_obj = l[i].obj};
         }
-        free(key);
     }
     /* objects gone while we were not watching: synthetic deletes */
     gone_scan g = {.seen = seen};
@@ -422,12 +483,11 @@ static int do_list(kube_informer *inf)
     pending *pd = g.n ? calloc(g.n, sizeof *pd) : NULL;
     size_t nd = 0;
     for (size_t i = 0; i < g.n; i++) {
-        int found;
-        cJSON *old = cache_take(inf, g.keys[i], &found);
+        centry *old = cache_take(inf, g.keys[i]);
         if (old && pd)
-            pd[nd++] = (pending){.type = KUBE_EV_DELETED, .old_obj = old};
+            pd[nd++] = (pending){.type = KUBE_EV_DELETED, .old_ent = old};
         else
-            cJSON_Delete(old);
+            free_entry(old);
         free(g.keys[i]);
     }
     free(g.keys);
@@ -444,6 +504,9 @@ static int do_list(kube_informer *inf)
     pthread_mutex_unlock(&inf->mu);
     free(pd);
     free(p);
+    for (size_t i = 0; i < nl; i++)
+        free(l[i].key);
+    free(l);
     kube_map_free(seen);
     cJSON_Delete(items);
     free(rv);
@@ -696,8 +759,11 @@ void kube_informer_free(kube_informer *inf)
 cJSON *kube_informer_get(kube_informer *inf, const char *key)
 {
     pthread_mutex_lock(&inf->mu);
-    cJSON *d = entry_obj(kube_map_get(inf->cache, key));
+    const centry *e = kube_map_get(inf->cache, key);
+    char *text = e ? strdup(e->json) : NULL;
     pthread_mutex_unlock(&inf->mu);
+    cJSON *d = text ? cJSON_Parse(text) : NULL; /* parsed outside the lock (see centry) */
+    free(text);
     return d;
 }
 

@@ -1,7 +1,8 @@
 /* Unit tests for kube_watch and kube_informer against scripted streams:
  * an event split across chunks, a bookmark, a 1 MiB event, a replayed
  * event, a 410 Expired with a relist diff (update, add, synthetic delete),
- * a held-open watch cancelled at stop, and the same over WebSocket; a
+ * an owner change followed by the owner index, a held-open watch
+ * cancelled at stop, and the same over WebSocket; a
  * transform that strips server fields before objects are cached. */
 #include <curl/curl.h>
 #include <libwebsockets.h>
@@ -122,6 +123,16 @@ static void http_script(const fake_req *r, fake_conn *c)
         fake_chunked_end(c);
     } else {
         event(b, sizeof b, "DELETED", "c", "21", NULL);
+        fake_chunk(c, b, strlen(b));
+        /* d changes owner and e takes its place under owner-1: the owner
+         * index must follow both */
+        event(b, sizeof b, "MODIFIED", "d", "22",
+              ",\"ownerReferences\":[{\"apiVersion\":\"kiln.dev/v1alpha1\",\"kind\":"
+              "\"TrainingJob\",\"name\":\"job2\",\"uid\":\"owner-2\",\"controller\":true}]");
+        fake_chunk(c, b, strlen(b));
+        event(b, sizeof b, "ADDED", "e", "23",
+              ",\"ownerReferences\":[{\"apiVersion\":\"kiln.dev/v1alpha1\",\"kind\":"
+              "\"TrainingJob\",\"name\":\"job\",\"uid\":\"owner-1\",\"controller\":true}]");
         fake_chunk(c, b, strlen(b));
         hold_open(c);
     }
@@ -254,6 +265,7 @@ typedef struct rec {
     pthread_mutex_t mu;
     char log[64][64];
     int n;
+    int bad_old; /* updates whose old object is missing or not older */
 } rec;
 
 static void note(rec *r, const char *what, const cJSON *o)
@@ -271,7 +283,12 @@ static void h_add(void *ud, const cJSON *o)
 }
 static void h_upd(void *ud, const cJSON *a, const cJSON *b)
 {
-    (void)a;
+    rec *r = ud;
+    int bad = !a || strcmp(kube_obj_name(a), kube_obj_name(b)) != 0 ||
+              atoll(kube_obj_resource_version(a)) >= atoll(kube_obj_resource_version(b));
+    pthread_mutex_lock(&r->mu);
+    r->bad_old += bad;
+    pthread_mutex_unlock(&r->mu);
     note(ud, "upd", b);
 }
 static void h_del(void *ud, const cJSON *o)
@@ -353,13 +370,14 @@ static void test_informer_http(void)
     KT_EQ_INT(kube_informer_start(inf), 0);
     KT_EQ_INT(kube_informer_wait_synced(inf, 3000), 0);
     int64_t t0 = ktime_mono_ms();
-    while (rec_n(&r) < 8 && ktime_mono_ms() - t0 < 5000)
+    while (rec_n(&r) < 10 && ktime_mono_ms() - t0 < 5000)
         fake_sleep_ms(10);
     fake_sleep_ms(50); /* a duplicate would show up now */
-    static const char *want[] = {"add:a:5",  "add:b:6",  "add:c:11", "upd:a:13",
-                                 "upd:a:15", "add:d:18", "del:b:6",  "del:c:21"};
-    KT_EQ_INT(rec_n(&r), 8);
-    for (int i = 0; i < 8 && i < r.n; i++) {
+    static const char *want[] = {"add:a:5",  "add:b:6",  "add:c:11", "upd:a:13", "upd:a:15",
+                                 "add:d:18", "del:b:6",  "del:c:21", "upd:d:22", "add:e:23"};
+    KT_EQ_INT(rec_n(&r), 10);
+    KT_EQ_INT(r.bad_old, 0);
+    for (int i = 0; i < 10 && i < r.n; i++) {
         if (strcmp(r.log[i], want[i]) != 0)
             fprintf(stderr, "event %d: got %s want %s\n", i, r.log[i], want[i]);
         KT_CHECK(strcmp(r.log[i], want[i]) == 0);
@@ -370,7 +388,7 @@ static void test_informer_http(void)
     KT_STR_CONTAINS(S.watch_query[1], "resourceVersion=13"); /* resumed after the huge event */
     KT_STR_CONTAINS(S.watch_query[2], "resourceVersion=20"); /* after the relist */
     KT_EQ_INT(atomic_load(&S.lists), 2);
-    KT_EQ_INT(kube_informer_len(inf), 2);
+    KT_EQ_INT(kube_informer_len(inf), 3);
     cJSON *a = kube_informer_get(inf, "ns1/a");
     KT_CHECK(a && strcmp(kube_obj_resource_version(a), "15") == 0);
     cJSON_Delete(a);
@@ -378,9 +396,14 @@ static void test_informer_http(void)
     cJSON *arr = NULL;
     KT_EQ_INT(kube_informer_by_owner(inf, "owner-1", &arr), 0);
     KT_EQ_INT(cJSON_GetArraySize(arr), 1);
+    KT_CHECK(strcmp(kube_obj_name(cJSON_GetArrayItem(arr, 0)), "e") == 0);
+    cJSON_Delete(arr);
+    KT_EQ_INT(kube_informer_by_owner(inf, "owner-2", &arr), 0);
+    KT_EQ_INT(cJSON_GetArraySize(arr), 1);
+    KT_CHECK(strcmp(kube_obj_name(cJSON_GetArrayItem(arr, 0)), "d") == 0);
     cJSON_Delete(arr);
     KT_EQ_INT(kube_informer_list(inf, "ns1", &arr), 0);
-    KT_EQ_INT(cJSON_GetArraySize(arr), 2);
+    KT_EQ_INT(cJSON_GetArraySize(arr), 3);
     cJSON_Delete(arr);
     KT_EQ_INT(kube_informer_list(inf, "other", &arr), 0);
     KT_EQ_INT(cJSON_GetArraySize(arr), 0);
@@ -392,7 +415,7 @@ static void test_informer_http(void)
     KT_EQ_INT(st.lists, 2);
     char rv[32];
     kube_informer_last_rv(inf, rv, sizeof rv);
-    KT_CHECK(strcmp(rv, "21") == 0);
+    KT_CHECK(strcmp(rv, "23") == 0);
     /* stopping cancels the held-open watch at once */
     int64_t s0 = ktime_mono_ms();
     kube_informer_stop(inf);
