@@ -224,12 +224,17 @@ static const char *listing(kl_sandbox *sb, const char *dir)
     return l->ents;
 }
 
+/* Where the host's directory under a command path's tmpfs stays visible. */
+#define HOST_VIEW "/.kubelite-host"
+
 /* Binds the image's binary at the container's command path. Inside the
  * read-only /usr bwrap cannot create a missing mount point (say
  * /usr/local/bin/kiln-trainer on a host without it), so the deepest
- * existing directory on that path is covered with a tmpfs, the host's
- * entries in it are bound back one by one, and the missing directories are
- * made in the tmpfs. */
+ * existing directory on that path is covered with a tmpfs and the missing
+ * directories are made in it. The host's entries come back as symlinks
+ * into one bind of the whole directory at HOST_VIEW: a bind per entry cost
+ * bwrap a mount and a remount each, 0.2 ms of CPU apiece on every pod
+ * start (3.3 ms of 10 with the 17 entries of a small /usr/local/bin). */
 static void bind_command(kl_sandbox *sb, argv_t *a, const char *bin, const char *at)
 {
     struct stat st;
@@ -245,20 +250,21 @@ static void bind_command(kl_sandbox *sb, argv_t *a, const char *bin, const char 
     *slash = '\0';
     while (strlen(dir) > 4 && stat(dir, &st) != 0) /* deepest existing ancestor, at most /usr */
         *strrchr(dir, '/') = '\0';
+    char view[4400];
+    snprintf(view, sizeof view, "%s%s", HOST_VIEW, dir);
+    arg(a, "--ro-bind");
+    arg(a, dir);
+    arg(a, view);
     arg(a, "--tmpfs");
     arg(a, dir);
     const char *ents = listing(sb, dir);
     for (const char *e = ents; e && *e;) {
         const char *target = e + strlen(e) + 1;
-        char path[4400];
+        char path[4400], seen[8900];
         snprintf(path, sizeof path, "%s/%s", dir, e);
-        if (*target) {
-            arg(a, "--symlink");
-            arg(a, target);
-        } else {
-            arg(a, "--ro-bind-try");
-            arg(a, path);
-        }
+        snprintf(seen, sizeof seen, "%s/%s", view, e);
+        arg(a, "--symlink");
+        arg(a, *target ? target : seen); /* a host symlink keeps its target */
         arg(a, path);
         e = target + strlen(target) + 1;
     }
