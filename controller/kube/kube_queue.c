@@ -257,33 +257,37 @@ int kube_queue_add(kube_queue *q, const char *key)
     return rc;
 }
 
-int kube_queue_add_after(kube_queue *q, const char *key, int64_t delay_ms)
+/* kube_queue_add_after with q->mu held. */
+static int add_after_locked(kube_queue *q, const char *key, int64_t delay_ms)
 {
     if (delay_ms <= 0)
-        return kube_queue_add(q, key);
-    pthread_mutex_lock(&q->mu);
-    int rc = 0;
-    if (q->shutting_down) {
-        rc = KILN_ECANCELED;
-    } else {
-        kstate *s = state_get(q, key, 1);
-        if (!s) {
-            rc = KILN_ENOMEM;
-        } else if (!s->dirty) {
-            /* keep the earliest deadline, as client-go's delaying queue does */
-            int64_t at = ktime_mono_ms() + delay_ms;
-            if (s->ready_at == 0 || at < s->ready_at)
-                s->ready_at = at;
-            if (q->next_due == 0 || at < q->next_due) {
-                q->next_due = at;
-                /* the timer's worker waits for a later time, or none does */
-                if (q->timer_waiting)
-                    pthread_cond_signal(&q->timer_cv);
-                else if (q->idle > 0)
-                    pthread_cond_signal(&q->cv);
-            }
-        }
+        return add_locked(q, key);
+    if (q->shutting_down)
+        return KILN_ECANCELED;
+    kstate *s = state_get(q, key, 1);
+    if (!s)
+        return KILN_ENOMEM;
+    if (s->dirty)
+        return 0;
+    /* keep the earliest deadline, as client-go's delaying queue does */
+    int64_t at = ktime_mono_ms() + delay_ms;
+    if (s->ready_at == 0 || at < s->ready_at)
+        s->ready_at = at;
+    if (q->next_due == 0 || at < q->next_due) {
+        q->next_due = at;
+        /* the timer's worker waits for a later time, or none does */
+        if (q->timer_waiting)
+            pthread_cond_signal(&q->timer_cv);
+        else if (q->idle > 0)
+            pthread_cond_signal(&q->cv);
     }
+    return 0;
+}
+
+int kube_queue_add_after(kube_queue *q, const char *key, int64_t delay_ms)
+{
+    pthread_mutex_lock(&q->mu);
+    int rc = add_after_locked(q, key, delay_ms);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
@@ -366,20 +370,26 @@ int kube_queue_get(kube_queue *q, char **key_out)
     return 0;
 }
 
+/* kube_queue_done with q->mu held. */
+static void done_locked(kube_queue *q, const char *key)
+{
+    kstate *s = state_get(q, key, 0);
+    if (!s)
+        return;
+    s->processing = 0;
+    if (s->dirty && !q->shutting_down) {
+        if (fifo_push(q, key) == 0)
+            wake_one(q);
+        else
+            s->dirty = 0; /* out of memory: the next add brings it back */
+    }
+    state_gc(q, key, s);
+}
+
 void kube_queue_done(kube_queue *q, const char *key)
 {
     pthread_mutex_lock(&q->mu);
-    kstate *s = state_get(q, key, 0);
-    if (s) {
-        s->processing = 0;
-        if (s->dirty && !q->shutting_down) {
-            if (fifo_push(q, key) == 0)
-                wake_one(q);
-            else
-                s->dirty = 0; /* out of memory: the next add brings it back */
-        }
-        state_gc(q, key, s);
-    }
+    done_locked(q, key);
     pthread_mutex_unlock(&q->mu);
 }
 
@@ -415,6 +425,29 @@ int kube_queue_shutting_down(kube_queue *q)
 
 /* ---- workers ---- */
 
+/* What a worker does with its key after the reconcile: forget its
+ * failures or count one more, queue it again if asked, and mark it done,
+ * all in one hold of the mutex rather than three (every hold is one more
+ * chance for the holder to be preempted with the other workers waiting). */
+static void finish(kube_queue *q, const char *key, int r, int64_t after)
+{
+    int failed = r != KUBE_RC_OK && r != KUBE_RC_TERMINAL && r != KUBE_RC_REQUEUE_AFTER;
+    int64_t bucket = failed && q->opts.qps > 0 ? kube_rate_reserve(&q->bucket) : 0;
+    pthread_mutex_lock(&q->mu);
+    kstate *s = state_get(q, key, 0);
+    if (s && !failed) {
+        s->failures = 0;
+        if (r == KUBE_RC_REQUEUE_AFTER)
+            add_after_locked(q, key, after);
+    } else if (s) {
+        int64_t d = backoff_ms(q, s->failures);
+        s->failures++;
+        add_after_locked(q, key, d > bucket ? d : bucket);
+    }
+    done_locked(q, key);
+    pthread_mutex_unlock(&q->mu);
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -423,20 +456,7 @@ static void *worker_main(void *arg)
     while (kube_queue_get(q, &key) == 0) {
         int64_t after = 0;
         int r = q->fn(q->ud, key, &after);
-        switch (r) {
-        case KUBE_RC_OK:
-        case KUBE_RC_TERMINAL:
-            kube_queue_forget(q, key);
-            break;
-        case KUBE_RC_REQUEUE_AFTER:
-            kube_queue_forget(q, key);
-            kube_queue_add_after(q, key, after);
-            break;
-        default:
-            kube_queue_add_rate_limited(q, key);
-            break;
-        }
-        kube_queue_done(q, key);
+        finish(q, key, r, after);
         free(key);
     }
     return NULL;

@@ -152,6 +152,57 @@ static void test_workers(void)
     kube_queue_free(q);
 }
 
+/* One add each: "ns/again" asks once to come back after 60 ms, "ns/fail"
+ * fails twice and then succeeds; nothing else brings them back. */
+typedef struct rstate {
+    atomic_int again_calls, fail_calls;
+    int64_t again_at[4], fail_at[4];
+} rstate;
+
+static int requeue_reconcile(void *ud, const char *key, int64_t *requeue_ms)
+{
+    rstate *r = ud;
+    if (!strcmp(key, "ns/again")) {
+        int n = atomic_fetch_add(&r->again_calls, 1);
+        if (n < 4)
+            r->again_at[n] = ktime_mono_ms();
+        if (n == 0) {
+            *requeue_ms = 60;
+            return KUBE_RC_REQUEUE_AFTER;
+        }
+        return KUBE_RC_OK;
+    }
+    int n = atomic_fetch_add(&r->fail_calls, 1);
+    if (n < 4)
+        r->fail_at[n] = ktime_mono_ms();
+    return n < 2 ? KUBE_RC_ERROR : KUBE_RC_OK;
+}
+
+static void test_worker_requeues(void)
+{
+    kube_queue_opts o = {.base_delay_ms = 40, .qps = -1};
+    kube_queue *q;
+    KT_EQ_INT(kube_queue_new(&o, &q), 0);
+    rstate r;
+    memset(&r, 0, sizeof r);
+    KT_EQ_INT(kube_queue_start(q, 2, requeue_reconcile, &r), 0);
+    kube_queue_add(q, "ns/again");
+    kube_queue_add(q, "ns/fail");
+    int64_t t0 = ktime_mono_ms();
+    while (ktime_mono_ms() - t0 < 5000 &&
+           (atomic_load(&r.again_calls) < 2 || atomic_load(&r.fail_calls) < 3))
+        fake_sleep_ms(5);
+    fake_sleep_ms(300); /* a spurious extra call would show up now */
+    kube_queue_stop(q);
+    KT_EQ_INT(atomic_load(&r.again_calls), 2);
+    KT_CHECK(r.again_at[1] - r.again_at[0] >= 60);
+    KT_EQ_INT(atomic_load(&r.fail_calls), 3);
+    KT_CHECK(r.fail_at[1] - r.fail_at[0] >= 40); /* back-off: 40 ms, then 80 */
+    KT_CHECK(r.fail_at[2] - r.fail_at[1] >= 80);
+    KT_EQ_INT(kube_queue_num_requeues(q, "ns/fail"), 0); /* forgotten on success */
+    kube_queue_free(q);
+}
+
 /* Each add wakes one worker, and a worker that takes a key while others
  * wait hands the wake-up on: keys added together, at once or falling due
  * together, run side by side on as many workers. */
@@ -284,6 +335,7 @@ int main(void)
     KT_RUN(test_add_after);
     KT_RUN(test_backoff_growth);
     KT_RUN(test_workers);
+    KT_RUN(test_worker_requeues);
     KT_RUN(test_parallel_wakeups);
     KT_RUN(test_timer_wait);
     KT_RUN(test_rate);
