@@ -292,20 +292,31 @@ int kube_queue_add_after(kube_queue *q, const char *key, int64_t delay_ms)
     return rc;
 }
 
-int kube_queue_add_rate_limited(kube_queue *q, const char *key)
+/* The overall bucket's delay for one more retry (taken before q->mu). */
+static int64_t bucket_delay(kube_queue *q)
 {
-    pthread_mutex_lock(&q->mu);
+    return q->opts.qps > 0 ? kube_rate_reserve(&q->bucket) : 0;
+}
+
+/* Counts one more failure of the key and queues it after the longer of
+ * its back-off and the bucket's delay (q->mu held). */
+static int retry_locked(kube_queue *q, const char *key, int64_t bucket)
+{
     kstate *s = state_get(q, key, 1);
-    int64_t d = 0;
-    if (s) {
-        d = backoff_ms(q, s->failures);
-        s->failures++;
-    }
-    pthread_mutex_unlock(&q->mu);
     if (!s)
         return KILN_ENOMEM;
-    int64_t b = q->opts.qps > 0 ? kube_rate_reserve(&q->bucket) : 0;
-    return kube_queue_add_after(q, key, d > b ? d : b);
+    int64_t d = backoff_ms(q, s->failures);
+    s->failures++;
+    return add_after_locked(q, key, d > bucket ? d : bucket);
+}
+
+int kube_queue_add_rate_limited(kube_queue *q, const char *key)
+{
+    int64_t bucket = bucket_delay(q);
+    pthread_mutex_lock(&q->mu);
+    int rc = retry_locked(q, key, bucket);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
 }
 
 void kube_queue_forget(kube_queue *q, const char *key)
@@ -432,17 +443,15 @@ int kube_queue_shutting_down(kube_queue *q)
 static void finish(kube_queue *q, const char *key, int r, int64_t after)
 {
     int failed = r != KUBE_RC_OK && r != KUBE_RC_TERMINAL && r != KUBE_RC_REQUEUE_AFTER;
-    int64_t bucket = failed && q->opts.qps > 0 ? kube_rate_reserve(&q->bucket) : 0;
+    int64_t bucket = failed ? bucket_delay(q) : 0;
     pthread_mutex_lock(&q->mu);
     kstate *s = state_get(q, key, 0);
-    if (s && !failed) {
+    if (failed) {
+        retry_locked(q, key, bucket);
+    } else if (s) {
         s->failures = 0;
         if (r == KUBE_RC_REQUEUE_AFTER)
             add_after_locked(q, key, after);
-    } else if (s) {
-        int64_t d = backoff_ms(q, s->failures);
-        s->failures++;
-        add_after_locked(q, key, d > bucket ? d : bucket);
     }
     done_locked(q, key);
     pthread_mutex_unlock(&q->mu);

@@ -212,6 +212,19 @@ static void on_wake(void *ctx)
     pthread_mutex_unlock(&w->mu);
 }
 
+static void waker_init(waker *w)
+{
+    w->calls = 0;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+}
+
+static void waker_destroy(waker *w)
+{
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+}
+
 /* Waits (up to 10 s) until the store reports seq durable. */
 static int wait_durable(kl_store *st, waker *w, uint64_t seq)
 {
@@ -232,9 +245,8 @@ static void test_group_commit(void)
     KT_CHECK(mkdtemp(dir) != NULL);
     kl_store *st = NULL;
     KT_EQ_INT(kl_store_open(dir, 1000, &st, NULL), 0);
-    waker w = {.calls = 0};
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
+    waker w;
+    waker_init(&w);
     KT_EQ_INT(kl_store_start_syncer(st, on_wake, &w, NULL), 0);
     uint64_t syncs0 = kl_store_syncs(st);
     /* A burst of writes: appended at once, durable a little later, in far
@@ -272,8 +284,7 @@ static void test_group_commit(void)
     KT_CHECK(kl_store_get(st, "/cm", "d", "g399") != NULL);
     KT_CHECK(kl_store_get(st, "/cm", "d", "after") != NULL);
     kl_store_free(st);
-    pthread_mutex_destroy(&w.mu);
-    pthread_cond_destroy(&w.cv);
+    waker_destroy(&w);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     KT_EQ_INT(system(cmd), 0);
@@ -302,9 +313,8 @@ static void test_zero_filled_log(void)
     KT_CHECK(mkdtemp(dir) != NULL);
     kl_store *st = NULL;
     KT_EQ_INT(kl_store_open(dir, 10, &st, NULL), 0);
-    waker w = {.calls = 0};
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
+    waker w;
+    waker_init(&w);
     KT_EQ_INT(kl_store_start_syncer(st, on_wake, &w, NULL), 0);
     /* 3,000 records of about 2 KiB: more than the syncer zero-fills ahead
      * at a time, so records both overwrite zeros and run past them. */
@@ -358,8 +368,7 @@ static void test_zero_filled_log(void)
     KT_CHECK(kl_store_get(st, "/cm", "d", "ghost") == NULL);
     KT_CHECK(kl_store_get(st, "/cm", "d", "ghost2") == NULL);
     kl_store_free(st);
-    pthread_mutex_destroy(&w.mu);
-    pthread_cond_destroy(&w.cv);
+    waker_destroy(&w);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     KT_EQ_INT(system(cmd), 0);
