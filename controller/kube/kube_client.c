@@ -16,7 +16,11 @@
 #include "kube_exec.h"
 #include "kube_rate.h"
 
-#define POOL_MAX 8
+/* Easy handles kept for reuse, one per worker (up to 64): a handle set up
+ * and torn down per request (its multi handle, wake-up socketpair and
+ * buffers) cost about a quarter of the controller's CPU in a burst of
+ * new jobs, once more requests ran at once than the pool held. */
+#define POOL_MAX 64
 /* Idle connections kept for reuse (more than the 64 workers allowed). */
 #define MAX_IDLE_CONNS 80
 
