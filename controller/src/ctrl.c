@@ -451,18 +451,21 @@ static int launch_only(const cJSON *job, const tj_plan_out *p)
     return 1;
 }
 
-/* Creates the models claims of a plan and remembers them. */
-static int create_claims(ctrl *c, const char *key, const char *ns, const tj_plan_out *p,
-                         const cJSON *job)
+/* The models claims of a plan, created by execute(). */
+typedef struct claims_job {
+    ctrl *c;
+    const char *key, *ns;
+    const tj_plan_out *p;
+    int rc;
+} claims_job;
+
+static void *create_claims(void *arg)
 {
-    for (int i = 0; i < p->n_pvcs; i++) {
-        int rc = create_obj(c, key, &res_pvc, ns, p->pvcs[i], "cannot create the models claim",
-                            NULL, 0);
-        if (rc)
-            return rc;
-    }
-    claim_remember(c, key, job);
-    return 0;
+    claims_job *j = arg;
+    for (int i = 0; i < j->p->n_pvcs && !j->rc; i++)
+        j->rc = create_obj(j->c, j->key, &res_pvc, j->ns, j->p->pvcs[i],
+                           "cannot create the models claim", NULL, 0);
+    return NULL;
 }
 
 static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, tj_serve_out *sv)
@@ -495,16 +498,25 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
         }
         rc = 0;
     }
-    /* With a trial pod to create as well, the claims wait for the next
-     * reconcile (the pod's own watch event brings it): the pod's create
-     * does not wait for the claim's round trip, and under a burst of new
-     * jobs the claims queue behind their first pods. A scheduler keeps
-     * the pod Pending until its claim exists (kubelite binds the claim
-     * when the pod starts). A claim that fails is created again on the
-     * next reconcile. */
-    int claims_due = p->n_pvcs && !claim_known(c, key, job);
-    if (claims_due && p->n_creates == 0)
-        rc = create_claims(c, key, ns, p, job);
+    /* With a trial pod to create as well, the claims are created on a
+     * thread of their own meanwhile: the pod's create does not wait for
+     * the claim's round trip. A scheduler keeps a pod Pending until its
+     * claim exists (kubelite does not: it makes the claim's directory
+     * when the pod starts); a claim that fails is created again on the
+     * next reconcile, which a new trial's pod brings. */
+    claims_job cj = {c, key, ns, p, 0};
+    pthread_t claims_thr;
+    int claims_async = 0;
+    if (p->n_pvcs && !claim_known(c, key, job)) {
+        claims_async =
+            p->n_creates > 0 && pthread_create(&claims_thr, NULL, create_claims, &cj) == 0;
+        if (!claims_async) {
+            create_claims(&cj);
+            rc = cj.rc;
+            if (!rc)
+                claim_remember(c, key, job);
+        }
+    }
     /* On a failed status write nothing else happens: the next reconcile
      * recomputes the plan from fresh state. */
     if (!rc && p->status && launch_only(job, p)) {
@@ -522,7 +534,6 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
         rc = write_status(c, key, job, p->status);
     for (int i = 0; i < p->n_deletes && !rc; i++)
         rc = delete_pod(c, key, ns, p->deletes[i].name, "cannot delete a pod");
-    int created = 0;
     for (int i = 0; i < p->n_creates && !rc; i++) {
         char msg[KILN_ERRMSG_MAX];
         const char *pod = kube_obj_name(p->creates[i]);
@@ -533,19 +544,16 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
         if (rc) {
             kube_event_record(c->events, job, "Warning", "PodCreateFailed", "pod %s: %s", pod, msg);
         } else {
-            created++;
             atomic_fetch_add(&c->pods_created, 1);
             if (pod)
                 pod_expect(c, ns, pod);
         }
     }
-    if (claims_due && p->n_creates > 0 && !rc) {
-        if (created > 0) {
-            if (p->requeue_after_ms <= 0 || p->requeue_after_ms > 1)
-                p->requeue_after_ms = 1;
-        } else {
-            rc = create_claims(c, key, ns, p, job);
-        }
+    if (claims_async) {
+        pthread_join(claims_thr, NULL);
+        if (!cj.rc)
+            claim_remember(c, key, job);
+        rc = rc ? rc : cj.rc;
     }
     if (!rc && sv->create_service)
         rc = create_obj(c, key, &res_services, ns, sv->service, "cannot create the Service", NULL, 0);

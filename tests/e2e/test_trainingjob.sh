@@ -55,6 +55,15 @@ for p in pods:
 PYEOF
 pass "trial pods: one per index, owned, locked down"
 
+# no spec.storage: the pods share a claim the controller created, owned by
+# the job (kubelite would run the pods without it; a cluster would not)
+kubectl get pvc climb-models -o json > "$TEST_TMP/pvc.json" 2>/dev/null || fail "no claim climb-models"
+[ "$(json "$TEST_TMP/pvc.json" 'j["metadata"]["ownerReferences"][0]["name"]')" = climb ] \
+  || fail "climb-models is not owned by the job"
+[ "$(json "$TEST_TMP/pods.json" 'sorted({v["persistentVolumeClaim"]["claimName"] for p in j["items"] for v in p["spec"]["volumes"] if "persistentVolumeClaim" in v})')" = "['climb-models']" ] \
+  || fail "trial pods do not mount climb-models"
+pass "the trial pods' models claim exists, owned by the job"
+
 kubectl get events --field-selector involvedObject.name=climb -o json > "$TEST_TMP/events.json"
 [ "$(json "$TEST_TMP/events.json" 'sum(e["reason"] == "GoalReached" for e in j["items"])')" -ge 1 ] || fail "no GoalReached event"
 pass "GoalReached event"
