@@ -503,7 +503,7 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
      * the claim's round trip. A scheduler keeps a pod Pending until its
      * claim exists (kubelite does not: it makes the claim's directory
      * when the pod starts); a claim that fails is created again on the
-     * next reconcile, which a new trial's pod brings. */
+     * next reconcile, whose plan asks for it while a trial is in flight. */
     claims_job cj = {c, key, ns, p, 0};
     pthread_t claims_thr;
     int claims_async = 0;
@@ -786,6 +786,7 @@ static int reconcile(void *ud, const char *key, int64_t *requeue_ms)
         .ns = kube_obj_namespace(job),
         .controller = "kiln-controller",
         .stall_after_s = -1,
+        .claim_unconfirmed = !claim_known(c, key, job),
     };
     tj_plan_out plan;
     tj_plan_init(&plan);

@@ -831,6 +831,8 @@ static int trial_pods(ctx *c)
             requeue(c->out, RETRY_REQUEUE_MS);
             continue;
         }
+        if (w->current && is_inflight(w) && c->env->claim_unconfirmed)
+            need_pvc = 1;
         if (!w->create || !w->current || !is_inflight(w))
             continue;
         if (!w->params) {

@@ -55,6 +55,8 @@ typedef struct tj_env {
     const char *controller;    /* reporting identity ("kiln-controller"); informational */
     int stall_after_s;         /* a trial pod Pending this long on an image pull, config or
                                   scheduling problem makes the job Stalled; < 0: 60 */
+    int claim_unconfirmed;     /* the job's models claim is not known to exist: the plan asks
+                                  for it while a trial is in flight, not only with a new pod */
 } tj_env;
 
 typedef struct tj_delete {

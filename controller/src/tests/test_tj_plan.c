@@ -477,6 +477,36 @@ static void world_launched(world *w)
     apply(w);
 }
 
+/* A models claim the controller has not seen created (its create failed,
+ * or the controller restarted) is asked for while a trial is in flight,
+ * not only with a new pod. */
+static void test_claim_asked_while_unconfirmed(void)
+{
+    world w;
+    world_init(&w, SPEC(",\"tuning\":{\"maxTrials\":4}"));
+    KT_EQ_INT(reconcile(&w), 0);
+    KT_EQ_INT(w.plan.n_creates, 1);
+    KT_EQ_INT(w.plan.n_pvcs, 1);
+    apply(&w);
+    advance(&w, 1);
+    KT_EQ_INT(reconcile(&w), 0); /* the pod exists; the claim is known */
+    KT_EQ_INT(w.plan.n_creates, 0);
+    KT_EQ_INT(w.plan.n_pvcs, 0);
+    w.env.claim_unconfirmed = 1;
+    KT_EQ_INT(reconcile(&w), 0);
+    KT_EQ_INT(w.plan.n_creates, 0);
+    KT_EQ_INT(w.plan.n_pvcs, 1);
+    KT_CHECK(!strcmp(tj_json_str(w.plan.pvcs[0], "metadata.name", ""), "demo-models"));
+    /* A job with its own storage has no claim to ask for. */
+    world_free(&w);
+    world_init(&w, SPEC(",\"storage\":{\"volume\":{\"persistentVolumeClaim\":{\"claimName\":\"shared\"}}}"));
+    w.env.claim_unconfirmed = 1;
+    KT_EQ_INT(reconcile(&w), 0);
+    KT_EQ_INT(w.plan.n_creates, 1);
+    KT_EQ_INT(w.plan.n_pvcs, 0);
+    world_free(&w);
+}
+
 /* A young job whose first trial is still pending may leave its first
  * status write for later (one write then, if it ends soon); not when the
  * plan reports more than that, nor, once it is three seconds old, when
@@ -1247,6 +1277,7 @@ int main(void)
 {
     KT_RUN(test_first_reconcile_creates_t0);
     KT_RUN(test_idempotent);
+    KT_RUN(test_claim_asked_while_unconfirmed);
     KT_RUN(test_success_records_and_plans_next);
     KT_RUN(test_parallelism);
     KT_RUN(test_pods_created_before_their_records);
