@@ -451,10 +451,12 @@ static int launch_only(const cJSON *job, const tj_plan_out *p)
     return 1;
 }
 
-/* The models claims of a plan, created by execute(). */
+/* The models claims of a plan, created by execute() and remembered once
+ * made. */
 typedef struct claims_job {
     ctrl *c;
     const char *key, *ns;
+    const cJSON *job;
     const tj_plan_out *p;
     int rc;
 } claims_job;
@@ -465,10 +467,14 @@ static void *create_claims(void *arg)
     for (int i = 0; i < j->p->n_pvcs && !j->rc; i++)
         j->rc = create_obj(j->c, j->key, &res_pvc, j->ns, j->p->pvcs[i],
                            "cannot create the models claim", NULL, 0);
+    if (!j->rc)
+        claim_remember(j->c, j->key, j->job);
     return NULL;
 }
 
-static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, tj_serve_out *sv)
+/* claim_unconfirmed: the job's models claim is not known to exist. */
+static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, tj_serve_out *sv,
+                   int claim_unconfirmed)
 {
     const char *ns = kube_obj_namespace(job);
     int rc = 0;
@@ -485,7 +491,7 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
              * resourceVersion the status write needs: the trial pod is
              * created now, not after a second trip through the queue. */
             p->finalizer = TJ_FINALIZER_KEEP;
-            rc = execute(c, key, patched, p, sv);
+            rc = execute(c, key, patched, p, sv, claim_unconfirmed);
             if (rc == 0 && p->status)
                 stale_mark(c, key, kube_obj_resource_version(patched));
             cJSON_Delete(patched);
@@ -504,17 +510,15 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
      * claim exists (kubelite does not: it makes the claim's directory
      * when the pod starts); a claim that fails is created again on the
      * next reconcile, whose plan asks for it while a trial is in flight. */
-    claims_job cj = {c, key, ns, p, 0};
+    claims_job cj = {c, key, ns, job, p, 0};
     pthread_t claims_thr;
     int claims_async = 0;
-    if (p->n_pvcs && !claim_known(c, key, job)) {
+    if (p->n_pvcs && claim_unconfirmed) {
         claims_async =
             p->n_creates > 0 && pthread_create(&claims_thr, NULL, create_claims, &cj) == 0;
         if (!claims_async) {
             create_claims(&cj);
             rc = cj.rc;
-            if (!rc)
-                claim_remember(c, key, job);
         }
     }
     /* On a failed status write nothing else happens: the next reconcile
@@ -551,8 +555,6 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
     }
     if (claims_async) {
         pthread_join(claims_thr, NULL);
-        if (!cj.rc)
-            claim_remember(c, key, job);
         rc = rc ? rc : cj.rc;
     }
     if (!rc && sv->create_service)
@@ -799,7 +801,7 @@ static int reconcile(void *ud, const char *key, int64_t *requeue_ms)
     if (rc == 0 && !kube_obj_path(job, "metadata.deletionTimestamp"))
         rc = plan_serving(c, job, (const cJSON *const *)arr, n, &env, &plan, &serve, &err);
     if (rc == 0) {
-        rc = execute(c, key, job, &plan, &serve);
+        rc = execute(c, key, job, &plan, &serve, env.claim_unconfirmed);
         int64_t after = plan.requeue_after_ms;
         if (serve.requeue_after_ms > 0 && (after <= 0 || serve.requeue_after_ms < after))
             after = serve.requeue_after_ms;

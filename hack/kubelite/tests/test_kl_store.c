@@ -225,6 +225,18 @@ static void waker_destroy(waker *w)
     pthread_cond_destroy(&w->cv);
 }
 
+/* A store in a new directory (template dir) with its syncer running and
+ * waking w. */
+static kl_store *open_syncing(char *dir, int compact_at, waker *w)
+{
+    KT_CHECK(mkdtemp(dir) != NULL);
+    kl_store *st = NULL;
+    KT_EQ_INT(kl_store_open(dir, compact_at, &st, NULL), 0);
+    waker_init(w);
+    KT_EQ_INT(kl_store_start_syncer(st, on_wake, w, NULL), 0);
+    return st;
+}
+
 /* Waits (up to 10 s) until the store reports seq durable. */
 static int wait_durable(kl_store *st, waker *w, uint64_t seq)
 {
@@ -242,12 +254,8 @@ static int wait_durable(kl_store *st, waker *w, uint64_t seq)
 static void test_group_commit(void)
 {
     char dir[] = "/tmp/kl_store_gc.XXXXXX";
-    KT_CHECK(mkdtemp(dir) != NULL);
-    kl_store *st = NULL;
-    KT_EQ_INT(kl_store_open(dir, 1000, &st, NULL), 0);
     waker w;
-    waker_init(&w);
-    KT_EQ_INT(kl_store_start_syncer(st, on_wake, &w, NULL), 0);
+    kl_store *st = open_syncing(dir, 1000, &w);
     uint64_t syncs0 = kl_store_syncs(st);
     /* A burst of writes: appended at once, durable a little later, in far
      * fewer fdatasyncs than writes. */
@@ -310,12 +318,8 @@ static char *read_log(const char *dir, size_t *len)
 static void test_zero_filled_log(void)
 {
     char dir[] = "/tmp/kl_store_zf.XXXXXX";
-    KT_CHECK(mkdtemp(dir) != NULL);
-    kl_store *st = NULL;
-    KT_EQ_INT(kl_store_open(dir, 10, &st, NULL), 0);
     waker w;
-    waker_init(&w);
-    KT_EQ_INT(kl_store_start_syncer(st, on_wake, &w, NULL), 0);
+    kl_store *st = open_syncing(dir, 10, &w);
     /* 3,000 records of about 2 KiB: more than the syncer zero-fills ahead
      * at a time, so records both overwrite zeros and run past them. */
     char *pad = malloc(2049);
