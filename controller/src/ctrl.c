@@ -11,6 +11,7 @@
 
 #include <curl/curl.h>
 
+#include "ctrl_claims.h"
 #include "kbuf.h"
 #include "klog.h"
 #include "ktime.h"
@@ -36,6 +37,10 @@ static const kube_resource res_services = {"", "v1", "services", "Service", 1};
 
 #define SYNC_TIMEOUT_MS 60000
 #define EXPECT_MS 5000
+/* Threads creating models claims. A claim only has to exist by the time
+ * the scheduler places its pod, so a few threads keep up with new jobs
+ * without taking the API server from the trial pods' creates in a burst. */
+#define CLAIM_THREADS 2
 
 struct ctrl {
     kube_client *client;
@@ -45,23 +50,22 @@ struct ctrl {
     kube_recorder *events;
     kube_leader *leader;
     kube_owner_enqueuer owner_enq;
-    /* "ns/job" -> uid of the job whose models claim this process created
-     * (or found existing): later trials of that job skip the create, which
-     * would only meet AlreadyExists. Keyed by uid too, so a re-created job
-     * of the same name gets its claim again. Under claims_mu. */
-    kube_map *claims;
+    /* The jobs' models claims: those known to exist (later trials skip
+     * the create, which would only meet AlreadyExists) and their creates,
+     * made on threads of their own. */
+    ctrl_claims *claims;
     /* "ns/job" -> a resourceVersion of the job that this process has
      * already written past (the finalizer patch's, when the same pass then
      * wrote the status): a reconcile from the cache at that version would
-     * plan from a stale status and meet 409. Under claims_mu. */
+     * plan from a stale status and meet 409. Under mu. */
     kube_map *stale;
     /* "ns/pod" -> mono ms of its create, until the pod informer shows it:
      * a reconcile in between (our own status write's event comes first)
      * would create it again and meet 409. Kept at most EXPECT_MS, so a
      * pod deleted before it was ever seen is created again later. Under
-     * claims_mu. */
+     * mu. */
     kube_map *expect;
-    pthread_mutex_t claims_mu;
+    pthread_mutex_t mu;
     atomic_int ready, leading, started_workers;
     /* metrics (counters are the one kind of global-ish mutable state allowed) */
     atomic_long reconciles, reconcile_errors, writes, conflicts;
@@ -255,34 +259,12 @@ static int patch_finalizers(ctrl *c, const char *key, const cJSON *job, const ch
     return rc;
 }
 
-/* Whether the models claims of job key were created by this process. */
-static int claim_known(ctrl *c, const char *key, const cJSON *job)
+static void forget_job(ctrl *c, const char *key)
 {
-    const char *uid = kube_obj_uid(job);
-    pthread_mutex_lock(&c->claims_mu);
-    const char *have = kube_map_get(c->claims, key);
-    int known = have && uid && !strcmp(have, uid);
-    pthread_mutex_unlock(&c->claims_mu);
-    return known;
-}
-
-static void claim_remember(ctrl *c, const char *key, const cJSON *job)
-{
-    char *uid = kube_obj_uid(job) ? strdup(kube_obj_uid(job)) : NULL;
-    if (!uid)
-        return; /* out of memory: the next trial only creates it again */
-    pthread_mutex_lock(&c->claims_mu);
-    if (kube_map_put(c->claims, key, uid))
-        free(uid);
-    pthread_mutex_unlock(&c->claims_mu);
-}
-
-static void claim_forget(ctrl *c, const char *key)
-{
-    pthread_mutex_lock(&c->claims_mu);
-    kube_map_del(c->claims, key);
+    ctrl_claims_forget(c->claims, key);
+    pthread_mutex_lock(&c->mu);
     kube_map_del(c->stale, key);
-    pthread_mutex_unlock(&c->claims_mu);
+    pthread_mutex_unlock(&c->mu);
 }
 
 static void stale_mark(ctrl *c, const char *key, const char *rv)
@@ -290,10 +272,10 @@ static void stale_mark(ctrl *c, const char *key, const char *rv)
     char *v = rv ? strdup(rv) : NULL;
     if (!v)
         return; /* costs at most one 409 */
-    pthread_mutex_lock(&c->claims_mu);
+    pthread_mutex_lock(&c->mu);
     if (kube_map_put(c->stale, key, v))
         free(v);
-    pthread_mutex_unlock(&c->claims_mu);
+    pthread_mutex_unlock(&c->mu);
 }
 
 static void pod_expect(ctrl *c, const char *ns, const char *name)
@@ -305,10 +287,10 @@ static void pod_expect(ctrl *c, const char *ns, const char *name)
         return;
     }
     *t = ktime_mono_ms();
-    pthread_mutex_lock(&c->claims_mu);
+    pthread_mutex_lock(&c->mu);
     if (kube_map_put(c->expect, k, t))
         free(t);
-    pthread_mutex_unlock(&c->claims_mu);
+    pthread_mutex_unlock(&c->mu);
 }
 
 /* 1 when this process created the pod moments ago and the cache has not
@@ -318,12 +300,12 @@ static int pod_expected(ctrl *c, const char *ns, const char *name)
     char k[600];
     if (snprintf(k, sizeof k, "%s/%s", ns, name) >= (int)sizeof k)
         return 0;
-    pthread_mutex_lock(&c->claims_mu);
+    pthread_mutex_lock(&c->mu);
     const int64_t *t = kube_map_get(c->expect, k);
     int fresh = t && ktime_mono_ms() - *t < EXPECT_MS;
     if (t && !fresh)
         kube_map_del(c->expect, k);
-    pthread_mutex_unlock(&c->claims_mu);
+    pthread_mutex_unlock(&c->mu);
     return fresh;
 }
 
@@ -331,7 +313,7 @@ static int pod_expected(ctrl *c, const char *ns, const char *name)
 static void pods_seen(ctrl *c, const cJSON *pods)
 {
     const cJSON *pod;
-    pthread_mutex_lock(&c->claims_mu);
+    pthread_mutex_lock(&c->mu);
     if (kube_map_len(c->expect)) {
         cJSON_ArrayForEach(pod, pods)
         {
@@ -341,7 +323,7 @@ static void pods_seen(ctrl *c, const cJSON *pods)
                 kube_map_del(c->expect, k);
         }
     }
-    pthread_mutex_unlock(&c->claims_mu);
+    pthread_mutex_unlock(&c->mu);
 }
 
 /* Serving pods get generated names, so a create repeated by a reconcile
@@ -390,9 +372,9 @@ static int serving_create_pending(ctrl *c, const cJSON *job)
     if (snprintf(sc.prefix, sizeof sc.prefix, "%s/%s-serve-", kube_obj_namespace(job),
                  kube_obj_name(job)) >= (int)sizeof sc.prefix)
         return 0;
-    pthread_mutex_lock(&c->claims_mu);
+    pthread_mutex_lock(&c->mu);
     kube_map_foreach(c->expect, scan_expect, &sc);
-    pthread_mutex_unlock(&c->claims_mu);
+    pthread_mutex_unlock(&c->mu);
     return sc.found;
 }
 
@@ -401,12 +383,12 @@ static int serving_create_pending(ctrl *c, const cJSON *job)
 static int stale_skip(ctrl *c, const char *key, const cJSON *job)
 {
     const char *rv = kube_obj_resource_version(job);
-    pthread_mutex_lock(&c->claims_mu);
+    pthread_mutex_lock(&c->mu);
     const char *v = kube_map_get(c->stale, key);
     int skip = v && rv && !strcmp(v, rv);
     if (v && !skip)
         kube_map_del(c->stale, key); /* the cache has moved on */
-    pthread_mutex_unlock(&c->claims_mu);
+    pthread_mutex_unlock(&c->mu);
     return skip;
 }
 
@@ -451,27 +433,6 @@ static int launch_only(const cJSON *job, const tj_plan_out *p)
     return 1;
 }
 
-/* The models claims of a plan, created by execute() and remembered once
- * made. */
-typedef struct claims_job {
-    ctrl *c;
-    const char *key, *ns;
-    const cJSON *job;
-    const tj_plan_out *p;
-    int rc;
-} claims_job;
-
-static void *create_claims(void *arg)
-{
-    claims_job *j = arg;
-    for (int i = 0; i < j->p->n_pvcs && !j->rc; i++)
-        j->rc = create_obj(j->c, j->key, &res_pvc, j->ns, j->p->pvcs[i],
-                           "cannot create the models claim", NULL, 0);
-    if (!j->rc)
-        claim_remember(j->c, j->key, j->job);
-    return NULL;
-}
-
 /* claim_unconfirmed: the job's models claim is not known to exist. */
 static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, tj_serve_out *sv,
                    int claim_unconfirmed)
@@ -504,23 +465,11 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
         }
         rc = 0;
     }
-    /* With a trial pod to create as well, the claims are created on a
-     * thread of their own meanwhile: the pod's create does not wait for
-     * the claim's round trip. A scheduler keeps a pod Pending until its
-     * claim exists (kubelite does not: it makes the claim's directory
-     * when the pod starts); a claim that fails is created again on the
-     * next reconcile, whose plan asks for it while a trial is in flight. */
-    claims_job cj = {c, key, ns, job, p, 0};
-    pthread_t claims_thr;
-    int claims_async = 0;
-    if (p->n_pvcs && claim_unconfirmed) {
-        claims_async =
-            p->n_creates > 0 && pthread_create(&claims_thr, NULL, create_claims, &cj) == 0;
-        if (!claims_async) {
-            create_claims(&cj);
-            rc = cj.rc;
-        }
-    }
+    /* The claims are created off this path (ctrl_claims.h): the trial
+     * pod's create does not wait for them. */
+    if (p->n_pvcs && claim_unconfirmed)
+        rc = ctrl_claims_create(c->claims, key, kube_obj_uid(job), ns,
+                                (const cJSON *const *)p->pvcs, p->n_pvcs);
     /* On a failed status write nothing else happens: the next reconcile
      * recomputes the plan from fresh state. */
     if (!rc && p->status && launch_only(job, p)) {
@@ -552,10 +501,6 @@ static int execute(ctrl *c, const char *key, const cJSON *job, tj_plan_out *p, t
             if (pod)
                 pod_expect(c, ns, pod);
         }
-    }
-    if (claims_async) {
-        pthread_join(claims_thr, NULL);
-        rc = rc ? rc : cj.rc;
     }
     if (!rc && sv->create_service)
         rc = create_obj(c, key, &res_services, ns, sv->service, "cannot create the Service", NULL, 0);
@@ -754,7 +699,7 @@ static int reconcile(void *ud, const char *key, int64_t *requeue_ms)
     atomic_fetch_add(&c->reconciles, 1);
     cJSON *job = kube_informer_get(c->jobs, key);
     if (!job) {
-        claim_forget(c, key);
+        forget_job(c, key);
         return 0; /* deleted: owner references take its pods away */
     }
     if (stale_skip(c, key, job)) {
@@ -788,7 +733,7 @@ static int reconcile(void *ud, const char *key, int64_t *requeue_ms)
         .ns = kube_obj_namespace(job),
         .controller = "kiln-controller",
         .stall_after_s = -1,
-        .claim_unconfirmed = !claim_known(c, key, job),
+        .claim_unconfirmed = !ctrl_claims_known(c->claims, key, kube_obj_uid(job)),
     };
     tj_plan_out plan;
     tj_plan_init(&plan);
@@ -882,8 +827,8 @@ int ctrl_new(kube_client *client, const ctrl_opts *o, ctrl **out, kiln_error *er
     ctrl *c = calloc(1, sizeof *c);
     if (!c)
         return kiln_fail(err, KILN_ENOMEM, "out of memory");
-    pthread_mutex_init(&c->claims_mu, NULL);
-    if (kube_map_new(free, &c->claims) != 0 || kube_map_new(free, &c->stale) != 0 ||
+    pthread_mutex_init(&c->mu, NULL);
+    if (kube_map_new(free, &c->stale) != 0 ||
         kube_map_new(free, &c->expect) != 0) {
         ctrl_free(c);
         return kiln_fail(err, KILN_ENOMEM, "out of memory");
@@ -894,7 +839,8 @@ int ctrl_new(kube_client *client, const ctrl_opts *o, ctrl **out, kiln_error *er
         c->opts.lease_name = "kiln-controller";
     kube_queue_opts qo = {0};
     kube_recorder_opts ro = {.component = "kiln-controller"};
-    if (kube_queue_new(&qo, &c->queue) != 0 || kube_recorder_new(client, &ro, &c->events) != 0) {
+    if (kube_queue_new(&qo, &c->queue) != 0 || kube_recorder_new(client, &ro, &c->events) != 0 ||
+        ctrl_claims_new(client, c->events, c->queue, CLAIM_THREADS, &c->claims) != 0) {
         ctrl_free(c);
         return kiln_fail(err, KILN_ENOMEM, "out of memory");
     }
@@ -965,6 +911,7 @@ void ctrl_stop(ctrl *c)
         kube_leader_stop(c->leader); /* releases the Lease: a successor takes over at once */
     kube_queue_shutdown(c->queue);
     kube_queue_stop(c->queue);
+    ctrl_claims_stop(c->claims);
     kube_informer_stop(c->jobs);
     kube_informer_stop(c->pods);
     kube_informer_stop(c->services);
@@ -974,16 +921,16 @@ void ctrl_free(ctrl *c)
 {
     if (!c)
         return;
+    ctrl_claims_free(c->claims); /* before what its threads borrow */
     kube_leader_free(c->leader);
     kube_informer_free(c->jobs);
     kube_informer_free(c->pods);
     kube_informer_free(c->services);
     kube_queue_free(c->queue);
     kube_recorder_free(c->events);
-    kube_map_free(c->claims);
     kube_map_free(c->stale);
     kube_map_free(c->expect);
-    pthread_mutex_destroy(&c->claims_mu);
+    pthread_mutex_destroy(&c->mu);
     free(c);
 }
 
@@ -1016,7 +963,13 @@ char *ctrl_metrics_text(ctrl *c)
               atomic_load(&c->reconcile_errors));
     kbuf_printf(&b, "# HELP kiln_api_writes_total Writes sent to the API server.\n"
                   "# TYPE kiln_api_writes_total counter\nkiln_api_writes_total %ld\n",
-              atomic_load(&c->writes));
+              atomic_load(&c->writes) + ctrl_claims_writes(c->claims));
+    kbuf_printf(&b, "# HELP kiln_claim_create_failures_total Models claims whose create failed (retried).\n"
+                  "# TYPE kiln_claim_create_failures_total counter\nkiln_claim_create_failures_total %ld\n",
+              ctrl_claims_failures(c->claims));
+    kbuf_printf(&b, "# HELP kiln_claims_pending Models claims waiting to be created.\n"
+                  "# TYPE kiln_claims_pending gauge\nkiln_claims_pending %zu\n",
+              ctrl_claims_pending(c->claims));
     kbuf_printf(&b, "# HELP kiln_status_conflicts_total Status writes answered 409 Conflict.\n"
                   "# TYPE kiln_status_conflicts_total counter\nkiln_status_conflicts_total %ld\n",
               atomic_load(&c->conflicts));
