@@ -52,6 +52,8 @@ struct kl_kubelet {
     size_t index_cap;
     pod_key *deferred; /* new pods left for later by the start budget */
     size_t n_deferred;
+    pod_key *held; /* new pods waiting for a claim of theirs to exist */
+    size_t n_held, cap_held;
     size_t n_preparing;  /* pods whose directories were not ready at the last look */
     uint64_t seen_rv;    /* the store's resourceVersion after the last pass */
     int64_t last_all_ms; /* when a pass last looked at every pod */
@@ -731,6 +733,7 @@ void kl_kubelet_free(kl_kubelet *k)
     free(k->pods);
     free(k->index);
     free(k->deferred);
+    free(k->held);
     kl_sandbox_free(k->sb);
     kl_svc_free(k->svc);
     kl_api_set_log_handler(k->api, NULL, NULL);
@@ -887,6 +890,8 @@ static int changed_keys(kl_kubelet *k, kl_store *st, kl_res *r, pod_key **out, s
     }
     for (size_t i = 0; i < k->n_deferred && !rc; i++)
         rc = keys_add(out, n, &cap, &k->deferred[i]);
+    for (size_t i = 0; i < k->n_held && !rc; i++)
+        rc = keys_add(out, n, &cap, &k->held[i]);
     for (const kl_event *ev = kl_store_event_after(st, k->seen_rv); ev && !rc;
          ev = kl_store_event_next(st, ev)) {
         if (strcmp(ev->rkey, r->rkey) != 0 || !key_of(ev->obj, &key))
@@ -899,6 +904,32 @@ static int changed_keys(kl_kubelet *k, kl_store *st, kl_res *r, pod_key **out, s
         rc = keys_add(out, n, &cap, &key);
     }
     return rc;
+}
+
+/* A scheduler places a pod only once every PersistentVolumeClaim it
+ * mounts exists; until then the pod stays Pending with PodScheduled False
+ * (Unschedulable), and it is looked at again on every pass. 1 when pod is
+ * held. */
+static int held_for_claim(kl_kubelet *k, kl_store *st, const cJSON *pod, const pod_key *key)
+{
+    kl_res *pvcs = kl_api_res(k->api, "", "persistentvolumeclaims");
+    const cJSON *v;
+    cJSON_ArrayForEach(v, kl_table_jsonpath(pod, ".spec.volumes"))
+    {
+        const char *claim =
+            kl_kpod_jstr(cJSON_GetObjectItemCaseSensitive(v, "persistentVolumeClaim"), "claimName");
+        if (!claim || !pvcs || kl_store_get(st, pvcs->rkey, key->ns, claim))
+            continue;
+        char msg[400];
+        snprintf(msg, sizeof(msg),
+                 "0/1 nodes are available: persistentvolumeclaim \"%s\" not found.", claim);
+        kl_podstatus_unschedulable(k->api, pod, msg);
+        if (keys_add(&k->held, &k->n_held, &k->cap_held, key) != 0) {
+            /* out of memory: the pass over every pod, once a second, looks again */
+        }
+        return 1;
+    }
+    return 0;
 }
 
 int kl_kubelet_tick(void *ctx)
@@ -933,6 +964,7 @@ int kl_kubelet_tick(void *ctx)
     if (all)
         k->last_all_ms = t0;
     k->n_deferred = 0; /* they are among the keys */
+    k->n_held = 0;
     for (size_t i = 0; i < k->n_pods; i++)
         k->pods[i]->gone = all;
     for (size_t i = 0; i < nk; i++) {
@@ -949,6 +981,8 @@ int kl_kubelet_tick(void *ctx)
         if (!p) {
             /* Terminal pods from before a restart are not run again. */
             if (phase_terminal(pod))
+                continue;
+            if (held_for_claim(k, st, pod, &keys[i]))
                 continue;
             if (start_ms >= KL_KUBELET_START_BUDGET_MS) {
                 /* Pending until a call soon after this one starts it. */

@@ -186,6 +186,36 @@ static uint64_t status_inputs(const cJSON *pod, const kl_kpod *p)
     return h ? h : 1; /* 0 means "never built" */
 }
 
+void kl_podstatus_unschedulable(kl_api *api, const cJSON *pod, const char *msg)
+{
+    const cJSON *old = cJSON_GetObjectItemCaseSensitive(pod, "status");
+    const cJSON *oc = cJSON_GetObjectItemCaseSensitive(old, "conditions"), *c;
+    cJSON_ArrayForEach(c, oc)
+    {
+        if (!strcmp(kl_kpod_jstr0(c, "type"), "PodScheduled") &&
+            !strcmp(kl_kpod_jstr0(c, "status"), "False") &&
+            !strcmp(kl_kpod_jstr0(c, "message"), msg))
+            return; /* said already */
+    }
+    char now[KTIME_BUFSZ];
+    kl_now_str(now, sizeof(now), 0);
+    cJSON *n = cJSON_Duplicate(pod, 1);
+    cJSON *st = cJSON_CreateObject();
+    cJSON *conds = st ? cJSON_AddArrayToObject(st, "conditions") : NULL;
+    cJSON *sc = conds ? cond("PodScheduled", 0, "Unschedulable", msg, now, oc) : NULL;
+    if (!n || !sc || !cJSON_AddStringToObject(st, "phase", "Pending") ||
+        !cJSON_AddStringToObject(st, "qosClass", "BestEffort")) {
+        cJSON_Delete(sc);
+        cJSON_Delete(st);
+        cJSON_Delete(n);
+        return; /* out of memory: the next pass tries again */
+    }
+    cJSON_AddItemToArray(conds, sc);
+    cJSON_DeleteItemFromObjectCaseSensitive(n, "status");
+    cJSON_AddItemToObject(n, "status", st);
+    kl_api_write(api, kl_api_res(api, "", "pods"), n, NULL);
+}
+
 void kl_podstatus_write(kl_api *api, const cJSON *pod, kl_kpod *p)
 {
     /* Unchanged inputs build the same status: nothing to build or compare

@@ -24,6 +24,11 @@ cJSON *kl_podstatus_terminated(const kl_kpod *p, const kl_kctr *c);
  * since the last call (p->status_inputs). */
 void kl_podstatus_write(kl_api *api, const cJSON *pod, kl_kpod *p);
 
+/* Writes the status a scheduler gives a pod it cannot place: phase
+ * Pending and PodScheduled False, reason Unschedulable, with msg; only
+ * when the pod does not already say so. */
+void kl_podstatus_unschedulable(kl_api *api, const cJSON *pod, const char *msg);
+
 /* Records an Event on the pod, as the kubelet on node "kubelite". type is
  * "Normal" or "Warning"; c may be NULL (an event about the whole pod). The
  * same event again (same pod, container, reason and message) raises the

@@ -1,7 +1,8 @@
 #!/bin/bash
 # kubelite's kubelet driven by kubectl: a /bin/sh pod reaches its final
 # phase with exit code, logs and termination message; restartPolicy
-# Always restarts with back-off; two containers share an emptyDir; logs -f
+# Always restarts with back-off; two containers share an emptyDir; a pod
+# waits Pending for its PersistentVolumeClaim; logs -f
 # follows a running container; readiness feeds Endpoints and the Service
 # forwarder; Deployments roll out; graceful deletion; activeDeadlineSeconds;
 # fault injection kills a pod's process.
@@ -116,6 +117,29 @@ eventually 30 "Always pod restarted with back-off" bash -c "[ \"\$(kubectl get p
 check "lastState records the exit" test "$(kubectl get pod crash -o jsonpath='{.status.containerStatuses[0].lastState.terminated.exitCode}')" = 1
 check "previous logs" test "$(kubectl logs crash --previous)" = attempt
 eventually 20 "two containers with a shared emptyDir succeed" bash -c "[ \"\$(kubectl get pod two -o jsonpath='{.status.phase}')\" = Succeeded ]"
+
+# A pod mounting a PersistentVolumeClaim that does not exist stays Pending
+# and unscheduled, as a scheduler keeps it, and runs once the claim is made.
+cat <<YAML | kubectl apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: needs-claim}
+spec:
+  restartPolicy: Never
+  containers: [{name: c, image: busybox, command: [/bin/sh, -c, 'echo kept > /data/f; cat /data/f'], volumeMounts: [{name: d, mountPath: /data}]}]
+  volumes: [{name: d, persistentVolumeClaim: {claimName: late-claim}}]
+YAML
+eventually 20 "a pod without its claim is Unschedulable" bash -c "[ \"\$(kubectl get pod needs-claim -o jsonpath='{.status.conditions[?(@.type==\"PodScheduled\")].reason}')\" = Unschedulable ]"
+sleep 1
+check "it stays Pending, naming the claim" bash -c "[ \"\$(kubectl get pod needs-claim -o jsonpath='{.status.phase} {.status.conditions[?(@.type==\"PodScheduled\")].message}')\" = 'Pending 0/1 nodes are available: persistentvolumeclaim \"late-claim\" not found.' ]"
+cat <<YAML | kubectl apply -f - >/dev/null
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: late-claim}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Mi}}}
+YAML
+eventually 20 "with its claim made, the pod runs" bash -c "[ \"\$(kubectl get pod needs-claim -o jsonpath='{.status.phase}')\" = Succeeded ]"
+check "and is scheduled" test "$(kubectl get pod needs-claim -o jsonpath='{.status.conditions[?(@.type=="PodScheduled")].status}')" = True
 check "reader saw the writer's file and downward API env" test "$(kubectl logs two -c reader)" = "$(printf 'from-writer\ntwo/default')"
 kubectl run ticker --image=busybox --restart=Never --command -- /bin/sh -c 'sleep 1; for i in 1 2 3 4 5; do echo tick $i; sleep 0.4; done' >/dev/null
 eventually 10 "ticker running" bash -c "[ \"\$(kubectl get pod ticker -o jsonpath='{.status.phase}')\" = Running ]"
