@@ -42,10 +42,9 @@ void kl_new_uid(char *buf, size_t n)
     }
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(buf, n,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+    snprintf(buf, n, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 void kla_qualified(const kl_res *r, char *buf, size_t n)
@@ -71,6 +70,28 @@ void kla_json_of(kl_resp *resp, int code, const cJSON *obj)
         resp->body = strdup("{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},"
                             "\"status\":\"Failure\",\"message\":\"out of memory\",\"code\":500}");
     resp->len = resp->body ? strlen(resp->body) : 0;
+    resp->ctype = JSON;
+}
+
+void kla_json_stored(kl_api *api, const kl_res *r, kl_resp *resp, int code, const cJSON *stored)
+{
+    uint64_t rv = kl_store_rv(api->st);
+    const kl_event *ev = rv ? kl_store_event_after(api->st, rv - 1) : NULL;
+    if (!stored || !ev || ev->rv != rv || !ev->json || ev->obj == NULL ||
+        strcmp(ev->rkey, r->rkey) != 0 ||
+        strcmp(jstr0(meta(ev->obj), "uid"), jstr0(meta(stored), "uid")) != 0) {
+        kla_json_of(resp, code, stored);
+        return;
+    }
+    free(resp->body);
+    resp->body = malloc(ev->json_len + 1);
+    if (!resp->body) {
+        kla_json_of(resp, code, NULL);
+        return;
+    }
+    memcpy(resp->body, ev->json, ev->json_len + 1);
+    resp->len = ev->json_len;
+    resp->code = code;
     resp->ctype = JSON;
 }
 
@@ -106,8 +127,8 @@ static void status_v(kl_resp *resp, int code, const char *reason, const char *na
     kstatus_release(&s);
 }
 
-void kl_api_status(kl_resp *resp, int code, const char *reason, const char *name,
-                   const char *group, const char *kind, const char *fmt, ...)
+void kl_api_status(kl_resp *resp, int code, const char *reason, const char *name, const char *group,
+                   const char *kind, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -152,8 +173,8 @@ void kla_invalid(kl_resp *resp, const kl_res *r, const char *name, kstatus *caus
     char full[2600];
     const char *g = r->group;
     if (causes->n_causes > 1)
-        snprintf(full, sizeof(full), "%s%s%s \"%s\" is invalid: [%s]", r->kind, g[0] ? "." : "",
-                 g, name ? name : "", msg);
+        snprintf(full, sizeof(full), "%s%s%s \"%s\" is invalid: [%s]", r->kind, g[0] ? "." : "", g,
+                 name ? name : "", msg);
     else
         snprintf(full, sizeof(full), "%s%s%s \"%s\" is invalid: %s", r->kind, g[0] ? "." : "", g,
                  name ? name : "", msg);
@@ -169,7 +190,7 @@ void kla_invalid(kl_resp *resp, const kl_res *r, const char *name, kstatus *caus
 }
 
 void kla_invalid1(kl_resp *resp, const kl_res *r, const char *name, const char *reason,
-                     const char *field, const char *msg)
+                  const char *field, const char *msg)
 {
     kstatus c;
     kstatus_init(&c);
@@ -230,7 +251,8 @@ int kl_api_new(const kl_api_opts *o, kl_api **out, kiln_error *err)
         for (size_t i = 0; i < n; i++) {
             const char *ip = jstr(cJSON_GetObjectItemCaseSensitive(items[i], "spec"), "clusterIP");
             unsigned a, b, c, d;
-            if (ip && sscanf(ip, "%u.%u.%u.%u", &a, &b, &c, &d) == 4 && c * 256 + d >= api->svc_next)
+            if (ip && sscanf(ip, "%u.%u.%u.%u", &a, &b, &c, &d) == 4 &&
+                c * 256 + d >= api->svc_next)
                 api->svc_next = c * 256 + d + 1;
         }
         free(items);
@@ -432,8 +454,8 @@ static int table_unacceptable(const kl_req *req)
     if (!wants_table(req))
         return 0;
     const char *a = req->accept;
-    if (strstr(a, "g=meta.k8s.io") && (strstr(a, "v=v1;") || strstr(a, "v=v1,") ||
-                                       strstr(a, "v=v1beta1")))
+    if (strstr(a, "g=meta.k8s.io") &&
+        (strstr(a, "v=v1;") || strstr(a, "v=v1,") || strstr(a, "v=v1beta1")))
         return 0;
     /* Any plain JSON alternative is acceptable too. */
     const char *p = a;
@@ -605,7 +627,8 @@ void kl_api_handle(kl_api *api, const kl_req *req, kl_resp *resp)
     const char *m = req->method;
     const char *accept = req->accept ? req->accept : "";
     if (n < 0) {
-        kl_api_status(resp, 404, "NotFound", NULL, NULL, NULL, "the server could not find the requested resource");
+        kl_api_status(resp, 404, "NotFound", NULL, NULL, NULL,
+                      "the server could not find the requested resource");
         goto out;
     }
     if (n == 2 && !strcmp(segs[0], "kubelite") && !strcmp(segs[1], "stats")) {
@@ -624,7 +647,8 @@ void kl_api_handle(kl_api *api, const kl_req *req, kl_resp *resp)
         int code = api->faults.error_code ? api->faults.error_code : 429;
         kstatus s;
         kstatus_init(&s);
-        kstatus_setf(&s, code, NULL, "%s", code == 429 ? "Too many requests, please try again later." : "injected fault");
+        kstatus_setf(&s, code, NULL, "%s",
+                     code == 429 ? "Too many requests, please try again later." : "injected fault");
         s.retry_after_seconds = 1;
         kl_api_json(resp, code, kstatus_to_json(&s));
         kstatus_release(&s);
@@ -635,8 +659,8 @@ void kl_api_handle(kl_api *api, const kl_req *req, kl_resp *resp)
         version(resp);
         goto out;
     }
-    if (n == 1 && (!strcmp(segs[0], "healthz") || !strcmp(segs[0], "livez") ||
-                   !strcmp(segs[0], "readyz"))) {
+    if (n == 1 &&
+        (!strcmp(segs[0], "healthz") || !strcmp(segs[0], "livez") || !strcmp(segs[0], "readyz"))) {
         resp->code = 200;
         resp->ctype = "text/plain";
         resp->body = strdup("ok");
@@ -671,15 +695,16 @@ void kl_api_handle(kl_api *api, const kl_req *req, kl_resp *resp)
             kl_api_json(resp, 200, kl_reg_discovery_aggregated(api->reg, core));
             resp->ctype = AGGR;
         } else {
-            kl_api_json(resp, 200, core ? kl_reg_api_versions(api->reg, api->addr)
-                                        : kl_reg_group_list(api->reg));
+            kl_api_json(resp, 200,
+                        core ? kl_reg_api_versions(api->reg, api->addr)
+                             : kl_reg_group_list(api->reg));
         }
         goto out;
     }
     if ((core && n == 2) || (!core && n <= 3)) {
-        cJSON *o = core ? kl_reg_resource_list(api->reg, "", segs[1])
-                        : n == 2 ? kl_reg_group(api->reg, segs[1])
-                                 : kl_reg_resource_list(api->reg, segs[1], segs[2]);
+        cJSON *o = core     ? kl_reg_resource_list(api->reg, "", segs[1])
+                   : n == 2 ? kl_reg_group(api->reg, segs[1])
+                            : kl_reg_resource_list(api->reg, segs[1], segs[2]);
         if (o)
             kl_api_json(resp, 200, o);
         else
