@@ -12,6 +12,8 @@ const kube_resource kube_res_pods = {"", "v1", "pods", "Pod", 1};
 const kube_resource kube_res_events = {"", "v1", "events", "Event", 1};
 const kube_resource kube_res_leases = {"coordination.k8s.io", "v1", "leases", "Lease", 1};
 const kube_resource kube_res_configmaps = {"", "v1", "configmaps", "ConfigMap", 1};
+const kube_resource kube_res_pvcs = {"", "v1", "persistentvolumeclaims", "PersistentVolumeClaim",
+                                     1};
 
 /* ---- path building ---- */
 

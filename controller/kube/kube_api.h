@@ -27,6 +27,7 @@ extern const kube_resource kube_res_pods;
 extern const kube_resource kube_res_events;
 extern const kube_resource kube_res_leases;
 extern const kube_resource kube_res_configmaps;
+extern const kube_resource kube_res_pvcs;
 
 /* The path of a collection (name NULL) or object, with an optional
  * subresource ("status"); ns is ignored for cluster-scoped resources and

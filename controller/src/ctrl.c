@@ -31,7 +31,6 @@
 #include "tune.h"
 
 static const kube_resource res_tj = {"kiln.dev", "v1alpha1", "trainingjobs", "TrainingJob", 1};
-static const kube_resource res_pvc = {"", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", 1};
 static const kube_resource res_secrets = {"", "v1", "secrets", "Secret", 1};
 static const kube_resource res_services = {"", "v1", "services", "Service", 1};
 
@@ -672,7 +671,7 @@ static int sync_claim_owner(ctrl *c, const char *key, const cJSON *job)
     kube_err e;
     kube_err_init(&e);
     cJSON *pvc = NULL;
-    int rc = ok_or(kube_get(c->client, &res_pvc, s.ns, name, &pvc, &e), &e, 404);
+    int rc = ok_or(kube_get(c->client, &kube_res_pvcs, s.ns, name, &pvc, &e), &e, 404);
     char *patch = NULL;
     if (rc)
         log_api_error("cannot read the models claim", key, &e);
@@ -680,7 +679,7 @@ static int sync_claim_owner(ctrl *c, const char *key, const cJSON *job)
         rc = KILN_ENOMEM;
     if (!rc && patch) {
         kube_err_release(&e);
-        rc = kube_patch(c->client, &res_pvc, s.ns, name, NULL, KUBE_PATCH_MERGE, patch, NULL, &e);
+        rc = kube_patch(c->client, &kube_res_pvcs, s.ns, name, NULL, KUBE_PATCH_MERGE, patch, NULL, &e);
         atomic_fetch_add(&c->writes, 1);
         if (rc)
             log_api_error("cannot update the models claim's owner", key, &e);

@@ -18,9 +18,6 @@
 #include "kube_map.h"
 #include "kube_obj.h"
 
-static const kube_resource res_pvc = {"", "v1", "persistentvolumeclaims", "PersistentVolumeClaim",
-                                      1};
-
 typedef struct claim_req {
     struct claim_req *next;
     char *key, *uid, *ns;
@@ -91,7 +88,7 @@ static int create_all(ctrl_claims *cl, const claim_req *r)
     {
         kube_err e;
         kube_err_init(&e);
-        int rc = kube_create(cl->client, &res_pvc, r->ns, pvc, NULL, &e);
+        int rc = kube_create(cl->client, &kube_res_pvcs, r->ns, pvc, NULL, &e);
         atomic_fetch_add(&cl->writes, 1);
         if (rc && e.http == 409)
             rc = 0; /* created before: by this process before a restart, or by the user */

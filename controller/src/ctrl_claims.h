@@ -1,6 +1,6 @@
 /* ctrl_claims: the models claims (<job>-models) the controller creates
  * for jobs without spec.storage: which of them this process knows exist,
- * and their creation on a few threads of their own, off the reconcile's
+ * and their creation on threads of their own, off the reconcile's
  * path.
  *
  * A reconcile that launches a trial hands the job's claims over and goes

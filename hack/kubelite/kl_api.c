@@ -73,14 +73,13 @@ void kla_json_of(kl_resp *resp, int code, const cJSON *obj)
     resp->ctype = JSON;
 }
 
-void kla_json_stored(kl_api *api, const kl_res *r, kl_resp *resp, int code, const cJSON *stored)
+void kla_json_stored(kl_api *api, kl_resp *resp, int code, const cJSON *stored)
 {
-    uint64_t rv = kl_store_rv(api->st);
+    /* The stored object's resourceVersion names the write that stored it. */
+    uint64_t rv = strtoull(jstr0(meta(stored), "resourceVersion"), NULL, 10);
     const kl_event *ev = rv ? kl_store_event_after(api->st, rv - 1) : NULL;
-    if (!stored || !ev || ev->rv != rv || !ev->json || ev->obj == NULL ||
-        strcmp(ev->rkey, r->rkey) != 0 ||
-        strcmp(jstr0(meta(ev->obj), "uid"), jstr0(meta(stored), "uid")) != 0) {
-        kla_json_of(resp, code, stored);
+    if (!ev || ev->rv != rv || !ev->json) {
+        kla_json_of(resp, code, stored); /* history gone or off: print it */
         return;
     }
     free(resp->body);

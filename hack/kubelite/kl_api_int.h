@@ -136,10 +136,10 @@ void kla_invalid1(kl_resp *resp, const kl_res *r, const char *name, const char *
                   const char *field, const char *msg);
 /* Replies with obj printed (borrowed: no copy is made). */
 void kla_json_of(kl_resp *resp, int code, const cJSON *obj);
-/* Replies with the object stored by the write just made: the text the
- * store printed for its log and its watchers when that write is still its
- * newest event, else stored printed again. */
-void kla_json_stored(kl_api *api, const kl_res *r, kl_resp *resp, int code, const cJSON *stored);
+/* Replies with stored, the object a write just stored: the text the store
+ * printed for its log and watchers (the event of stored's resourceVersion)
+ * while its history holds that event, else stored printed again. */
+void kla_json_stored(kl_api *api, kl_resp *resp, int code, const cJSON *stored);
 /* The request body as JSON (or decoded protobuf); NULL with resp filled. */
 cJSON *kla_decode_body(const kl_req *req, kl_resp *resp);
 

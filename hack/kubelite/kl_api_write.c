@@ -209,7 +209,7 @@ static void finish_update(kl_api *api, kl_res *r, const cJSON *cur, cJSON *obj, 
     cJSON_Delete(copy);
     if (is_crd && stored)
         kl_reg_add_crd(api->reg, stored, NULL);
-    kla_json_stored(api, r, resp, 200, stored);
+    kla_json_stored(api, resp, 200, stored);
 }
 
 /* ---- create ---- */
@@ -366,7 +366,7 @@ static void do_create_obj(kl_api *api, const target *t, cJSON *obj, const kl_req
     const cJSON *stored = kl_store_get(api->st, r->rkey, nsb, nmb);
     if (is_crd)
         kl_reg_add_crd(api->reg, stored, NULL);
-    kla_json_stored(api, r, resp, code, stored);
+    kla_json_stored(api, resp, code, stored);
     snprintf(resp->created, sizeof(resp->created), "%s", nmb);
 }
 
