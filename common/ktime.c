@@ -186,6 +186,13 @@ int64_t ktime_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t ktime_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int64_t ktime_diff_ms(ktime a, ktime b)
 {
     return (a.sec - b.sec) * 1000 + (a.nsec - b.nsec) / 1000000;

@@ -46,6 +46,8 @@ ktime ktime_now(void);
 /* A monotonic clock in milliseconds, for timeouts and lease observation:
  * never jumps when the wall clock is set. */
 int64_t ktime_mono_ms(void);
+/* The same clock in microseconds, for latencies. */
+int64_t ktime_mono_us(void);
 
 /* a - b in milliseconds (negative when a is earlier). */
 int64_t ktime_diff_ms(ktime a, ktime b);

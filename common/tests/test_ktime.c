@@ -1,4 +1,6 @@
 /* Unit tests for ktime: RFC 3339 parse/format round trips and edge cases. */
+#include <time.h>
+
 #include "ktest.h"
 #include "ktime.h"
 
@@ -127,6 +129,13 @@ static void test_arith(void)
     KT_EQ_INT(ktime_cmp(u, t), -1);
     int64_t a = ktime_mono_ms(), b = ktime_mono_ms();
     KT_CHECK(b >= a);
+    /* the same clock in microseconds */
+    int64_t ua = ktime_mono_us();
+    struct timespec pause = {0, 3000000};
+    nanosleep(&pause, NULL);
+    int64_t ub = ktime_mono_us(), mb = ktime_mono_ms();
+    KT_CHECK(ub - ua >= 3000 && ub - ua < 3000000);
+    KT_CHECK(mb - ub / 1000 >= 0 && mb - ub / 1000 < 1000);
     KT_CHECK(ktime_now().sec > 1700000000);
 }
 

@@ -60,7 +60,10 @@ struct kube_client {
     atomic_uint seed;
     /* stats */
     atomic_long n_requests, n_retries, n_throttled, n_refreshes;
+    kube_hist latency[KUBE_VERBS]; /* one exchange, by method (not streams) */
 };
+
+static const char *const VERBS[KUBE_VERBS] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
 
 typedef struct buf {
     char *p;
@@ -558,6 +561,16 @@ int kube_client_cancelled(kube_client *c)
     return atomic_load(&c->cancelled);
 }
 
+const char *kube_client_verb(int v)
+{
+    return v >= 0 && v < KUBE_VERBS ? VERBS[v] : NULL;
+}
+
+const kube_hist *kube_client_latency(const kube_client *c, int v)
+{
+    return v >= 0 && v < KUBE_VERBS ? &c->latency[v] : NULL;
+}
+
 void kube_client_get_stats(kube_client *c, kube_client_stats *out)
 {
     out->requests = atomic_load(&c->n_requests);
@@ -639,7 +652,11 @@ int kube_client_request(kube_client *c, const char *method, const char *path,
         /* a stalled reply (under 1 byte/s for 30 s) fails before the total timeout */
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 30L);
+        int64_t t0 = ktime_mono_us();
         CURLcode cc = curl_easy_perform(e);
+        for (int v = 0; v < KUBE_VERBS; v++)
+            if (!strcmp(method, VERBS[v]))
+                kube_hist_observe_us(&c->latency[v], ktime_mono_us() - t0);
         long http = 0;
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &http);
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);

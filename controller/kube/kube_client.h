@@ -31,6 +31,7 @@
 #include "kiln_err.h"
 #include "kstatus.h"
 #include "kube_config.h"
+#include "kube_hist.h"
 
 typedef struct kube_client kube_client;
 
@@ -140,5 +141,13 @@ typedef struct kube_client_stats {
 } kube_client_stats;
 
 void kube_client_get_stats(kube_client *c, kube_client_stats *out);
+
+/* Request latency by method, for /metrics: one HTTP exchange from the
+ * request's start to the reply's end, as the client waited for it (each
+ * retry counts apart; watches and other streams are not counted). Verb v
+ * is 0..KUBE_VERBS-1; kube_client_verb names it ("GET", "POST", ...). */
+#define KUBE_VERBS 5
+const char *kube_client_verb(int v);
+const kube_hist *kube_client_latency(const kube_client *c, int v);
 
 #endif

@@ -41,7 +41,10 @@ struct kube_queue {
     int64_t next_due;        /* earliest ready_at (may be early, never late); 0: none */
     kube_map *states;        /* key -> kstate */
     char **fifo;             /* ring of ready keys (owned strings) */
+    int64_t *fifo_at;        /* when each was queued (monotonic us) */
     size_t cap, head, n;
+    kube_hist wait; /* queued -> handed to a worker */
+    kube_hist work; /* the reconcile function */
     int shutting_down;
     kube_queue_opts opts;
     kube_rate bucket;
@@ -68,12 +71,20 @@ static int fifo_push(kube_queue *q, const char *key)
     if (q->n == q->cap) {
         size_t nc = q->cap ? q->cap * 2 : 64;
         char **nf = malloc(nc * sizeof *nf);
-        if (!nf)
+        int64_t *na = malloc(nc * sizeof *na);
+        if (!nf || !na) {
+            free(nf);
+            free(na);
             return KILN_ENOMEM;
-        for (size_t i = 0; i < q->n; i++)
+        }
+        for (size_t i = 0; i < q->n; i++) {
             nf[i] = q->fifo[(q->head + i) % q->cap];
+            na[i] = q->fifo_at[(q->head + i) % q->cap];
+        }
         free(q->fifo);
+        free(q->fifo_at);
         q->fifo = nf;
+        q->fifo_at = na;
         q->cap = nc;
         q->head = 0;
     }
@@ -83,6 +94,7 @@ static int fifo_push(kube_queue *q, const char *key)
         return KILN_ENOMEM;
     memcpy(k, key, kl + 1);
     q->fifo[(q->head + q->n) % q->cap] = k;
+    q->fifo_at[(q->head + q->n) % q->cap] = ktime_mono_us();
     q->n++;
     return 0;
 }
@@ -241,6 +253,7 @@ void kube_queue_free(kube_queue *q)
     for (size_t i = 0; i < q->n; i++)
         free(q->fifo[(q->head + i) % q->cap]);
     free(q->fifo);
+    free(q->fifo_at);
     kube_map_free(q->states);
     kube_rate_release(&q->bucket);
     pthread_cond_destroy(&q->cv);
@@ -364,6 +377,7 @@ int kube_queue_get(kube_queue *q, char **key_out)
         }
     }
     char *k = q->fifo[q->head];
+    kube_hist_observe_us(&q->wait, ktime_mono_us() - q->fifo_at[q->head]);
     q->head = (q->head + 1) % q->cap;
     q->n--;
     /* Adds wake one worker each; keys promote_due made ready at once pass
@@ -464,7 +478,9 @@ static void *worker_main(void *arg)
     char *key;
     while (kube_queue_get(q, &key) == 0) {
         int64_t after = 0;
+        int64_t t0 = ktime_mono_us();
         int r = q->fn(q->ud, key, &after);
+        kube_hist_observe_us(&q->work, ktime_mono_us() - t0);
         finish(q, key, r, after);
         free(key);
     }
@@ -489,6 +505,16 @@ int kube_queue_start(kube_queue *q, int n, kube_reconcile_fn fn, void *ud)
         q->n_workers++;
     }
     return 0;
+}
+
+const kube_hist *kube_queue_wait_hist(const kube_queue *q)
+{
+    return &q->wait;
+}
+
+const kube_hist *kube_queue_work_hist(const kube_queue *q)
+{
+    return &q->work;
 }
 
 void kube_queue_stop(kube_queue *q)

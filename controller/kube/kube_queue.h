@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kube_hist.h"
+
 typedef struct kube_queue kube_queue;
 
 typedef struct kube_queue_opts {
@@ -54,6 +56,11 @@ void kube_queue_done(kube_queue *q, const char *key);
 size_t kube_queue_len(kube_queue *q);
 
 void kube_queue_shutdown(kube_queue *q);
+
+/* Latencies for /metrics: how long ready keys waited for a worker, and how
+ * long the workers' reconcile function took. Valid until kube_queue_free. */
+const kube_hist *kube_queue_wait_hist(const kube_queue *q);
+const kube_hist *kube_queue_work_hist(const kube_queue *q);
 int kube_queue_shutting_down(kube_queue *q);
 
 /* ---- workers ---- */

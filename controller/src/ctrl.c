@@ -990,6 +990,22 @@ char *ctrl_metrics_text(ctrl *c)
                   "kiln_leader %d\n",
               ctrl_leading(c));
 
+    /* Where a job's time goes: waiting for a worker, reconciling, and the
+     * API requests a reconcile waits for. */
+    kube_hist_text_header(&b, "kiln_workqueue_queue_duration_seconds",
+                          "How long a job waited in the work queue for a worker.");
+    kube_hist_text(kube_queue_wait_hist(c->queue), &b, "kiln_workqueue_queue_duration_seconds", NULL);
+    kube_hist_text_header(&b, "kiln_reconcile_duration_seconds", "How long a reconcile took.");
+    kube_hist_text(kube_queue_work_hist(c->queue), &b, "kiln_reconcile_duration_seconds", NULL);
+    kube_hist_text_header(&b, "kiln_api_request_duration_seconds",
+                          "API requests, from the request's start to the reply's end, by verb.");
+    for (int v = 0; v < KUBE_VERBS; v++) {
+        char verb[32];
+        snprintf(verb, sizeof(verb), "verb=\"%s\"", kube_client_verb(v));
+        kube_hist_text(kube_client_latency(c->client, v), &b, "kiln_api_request_duration_seconds",
+                       verb);
+    }
+
     /* Trials by phase and time to goal, from the cached job statuses. */
     long phases[5] = {0};
     static const char *names[5] = {"Pending", "Running", "Succeeded", "Failed", "Other"};

@@ -54,6 +54,9 @@ static void handler(void *ud, const fake_req *r, fake_conn *c)
         fake_reply(c, 200, NULL,
                    "{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"ok\","
                    "\"namespace\":\"default\",\"resourceVersion\":\"7\"}}");
+    } else if (!strcmp(p, "/api/v1/namespaces/default/configmaps/slow")) {
+        fake_sleep_ms(60);
+        fake_reply(c, 200, NULL, "{\"metadata\":{\"name\":\"slow\"}}");
     } else if (!strcmp(p, "/api/v1/namespaces/default/configmaps/throttled")) {
         if (atomic_fetch_add(&s->n429, 1) == 0)
             fake_reply(c, 429, "Retry-After: 1\r\n",
@@ -526,6 +529,38 @@ static void test_basic_auth(void)
     kube_client_free(c);
 }
 
+/* Each exchange lands in its verb's latency histogram, with the time the
+ * caller waited: the slow reply (60 ms) falls in the 0.1 s bucket. */
+static void test_latency_by_verb(void)
+{
+    kube_client *c = mk_client(NULL);
+    kube_err err;
+    kube_err_init(&err);
+    cJSON *o = NULL;
+    KT_EQ_INT(kube_get(c, &kube_res_configmaps, "default", "slow", &o, &err), 0);
+    cJSON_Delete(o);
+    KT_EQ_INT(kube_get(c, &kube_res_configmaps, "default", "ok", &o, &err), 0);
+    cJSON_Delete(o);
+    cJSON *obj = cJSON_Parse("{\"metadata\":{\"name\":\"n\",\"namespace\":\"default\"}}");
+    KT_EQ_INT(kube_create(c, &kube_res_configmaps, NULL, obj, NULL, &err), 0);
+    cJSON_Delete(obj);
+    KT_CHECK(!strcmp(kube_client_verb(0), "GET") && !strcmp(kube_client_verb(1), "POST"));
+    KT_CHECK(kube_client_verb(KUBE_VERBS) == NULL);
+    const kube_hist *get = kube_client_latency(c, 0), *post = kube_client_latency(c, 1);
+    KT_EQ_INT((int)kube_hist_count(get), 2);
+    KT_EQ_INT((int)kube_hist_count(post), 1);
+    KT_EQ_INT((int)kube_hist_count(kube_client_latency(c, 2)), 0);
+    kbuf b = {0};
+    kube_hist_text(get, &b, "t", NULL);
+    /* 60 ms: above the 0.05 s bound, within 0.1 s (one fast GET below) */
+    KT_STR_CONTAINS(b.p, "t_bucket{le=\"0.05\"} 1\n");
+    KT_STR_CONTAINS(b.p, "t_bucket{le=\"0.1\"} 2\n");
+    KT_CHECK(atof(strstr(b.p, "t_sum ") + 6) >= 0.06);
+    kbuf_release(&b);
+    kube_err_release(&err);
+    kube_client_free(c);
+}
+
 static void test_rate_limit(void)
 {
     kube_client_opts o = {.qps = 20, .burst = 1};
@@ -555,6 +590,7 @@ int main(void)
     KT_RUN(test_retries);
     KT_RUN(test_list_pages);
     KT_RUN(test_writes);
+    KT_RUN(test_latency_by_verb);
     KT_RUN(test_token_file_refresh);
     KT_RUN(test_token_file_periodic);
     KT_RUN(test_exec_plugin_auth);

@@ -45,6 +45,54 @@ static void test_dedupe_and_order(void)
     kube_queue_free(q);
 }
 
+/* The wait histogram counts every hand-out with the time the key was
+ * ready; the work histogram every reconcile with its duration. */
+static void test_latency_histograms(void)
+{
+    kube_queue *q;
+    KT_EQ_INT(kube_queue_new(NULL, &q), 0);
+    kube_queue_add(q, "ns/a");
+    fake_sleep_ms(30);
+    char *k = NULL;
+    KT_EQ_INT(kube_queue_get(q, &k), 0);
+    kube_queue_done(q, k);
+    free(k);
+    const kube_hist *w = kube_queue_wait_hist(q);
+    KT_EQ_INT((int)kube_hist_count(w), 1);
+    KT_CHECK(atomic_load(&w->sum_us) >= 30000);
+    KT_EQ_INT((int)atomic_load(&w->n[0]), 0); /* not in the 1 ms bucket */
+    kube_queue_free(q);
+}
+
+static int timed_reconcile(void *ud, const char *key, int64_t *requeue_ms)
+{
+    (void)key;
+    (void)requeue_ms;
+    fake_sleep_ms(20);
+    atomic_fetch_add((atomic_int *)ud, 1);
+    return KUBE_RC_OK;
+}
+
+static void test_work_histogram(void)
+{
+    kube_queue *q;
+    KT_EQ_INT(kube_queue_new(NULL, &q), 0);
+    atomic_int calls = 0;
+    KT_EQ_INT(kube_queue_start(q, 2, timed_reconcile, &calls), 0);
+    kube_queue_add(q, "ns/a");
+    kube_queue_add(q, "ns/b");
+    kube_queue_add(q, "ns/c");
+    int64_t t0 = ktime_mono_ms();
+    while (atomic_load(&calls) < 3 && ktime_mono_ms() - t0 < 5000)
+        fake_sleep_ms(5);
+    kube_queue_stop(q);
+    const kube_hist *h = kube_queue_work_hist(q);
+    KT_EQ_INT((int)kube_hist_count(h), 3);
+    KT_CHECK(atomic_load(&h->sum_us) >= 3 * 20000);
+    KT_EQ_INT((int)kube_hist_count(kube_queue_wait_hist(q)), 3);
+    kube_queue_free(q);
+}
+
 static void test_add_after(void)
 {
     kube_queue *q;
@@ -333,6 +381,8 @@ int main(void)
 {
     KT_RUN(test_dedupe_and_order);
     KT_RUN(test_add_after);
+    KT_RUN(test_latency_histograms);
+    KT_RUN(test_work_histogram);
     KT_RUN(test_backoff_growth);
     KT_RUN(test_workers);
     KT_RUN(test_worker_requeues);

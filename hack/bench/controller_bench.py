@@ -15,7 +15,9 @@ and trainer. Measures:
   - API requests per trial from kubelite's requests.log, writes (POST, PUT,
     PATCH, DELETE) and reads, split by client (the controller's user agent
     vs this benchmark) and by resource;
-  - the controller's peak RSS (VmHWM) and final RSS.
+  - the controller's peak RSS (VmHWM) and final RSS;
+  - where the controller's time went, from its own /metrics histograms:
+    the work queue's wait, reconciles, POSTs and PUTs (p50 and p99).
 
   hack/bench/controller_bench.py [BUILD_DIR] [--jobs N] [--trials K] [--rate R]
                                  [--api-only] [--clients C] [--timeout S] [--keep DIR]
@@ -266,6 +268,42 @@ def api_only_up(env, build):
     open(os.path.join(env, "controller.pid"), "w").write("0")
 
 
+def histogram_quantiles(text, name, labels="", qs=(50, 99)):
+    """Quantiles of a Prometheus histogram in /metrics text, interpolated
+    within buckets as histogram_quantile() does; None when it is empty."""
+    prefix = name + "_bucket{" + (labels + "," if labels else "") + 'le="'
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            le, _, n = line[len(prefix):].partition('"} ')
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(n)))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total, out = buckets[-1][1], []
+    for q in qs:
+        rank, lo, below = total * q / 100, 0.0, 0.0
+        for le, n in buckets:
+            if n >= rank:
+                out.append(lo if le == float("inf") else lo + (le - lo) * (rank - below) / max(n - below, 1e-9))
+                break
+            lo, below = le, n
+    return out, int(total)
+
+
+def controller_metrics(env):
+    """The controller's /metrics page (its port is the last one it logged)."""
+    ports = [json.loads(l).get("metricsPort") for l in open(os.path.join(env, "controller.log"))
+             if '"metricsPort"' in l]
+    if not ports or not ports[-1]:
+        return ""
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", ports[-1], timeout=10)
+        c.request("GET", "/metrics")
+        return c.getresponse().read().decode()
+    except OSError:
+        return ""
+
+
 def proc_kb(pid, field):
     try:
         for line in open(f"/proc/{pid}/status"):
@@ -399,6 +437,7 @@ def run(a, env, srv):
     time.sleep(1.0)  # writes that trail the last Succeeded (events) land in the log
     hwm = proc_kb(ctrl_pid, "VmHWM")
     rss = proc_kb(ctrl_pid, "VmRSS")
+    metrics = controller_metrics(env)
     wp.stop = wj.stop = True
 
     # Requests from the log, from the first create on.
@@ -470,6 +509,21 @@ def run(a, env, srv):
         print(f"{r[0]:32} {r[1]:>12} {r[2]:>10} {r[3]:6}")
     print(f"({len(lat)} latencies on the API server's clock, {len(lat_watch)} seen by a client "
           f"(POST returned -> pod on a watch); wall-clock figures depend on the machine's load)")
+    print()
+    print("where the controller's time went (its /metrics histograms over the whole run, "
+          "every reconcile and request, not only first pods):")
+    print(f"  {'step':40} {'count':>7} {'p50':>9} {'p99':>9}")
+    for label, name, labels in (
+            ("waiting in the work queue for a worker", "kiln_workqueue_queue_duration_seconds", ""),
+            ("reconcile", "kiln_reconcile_duration_seconds", ""),
+            ("API POST (pods, claims, events)", "kiln_api_request_duration_seconds", 'verb="POST"'),
+            ("API PUT (statuses)", "kiln_api_request_duration_seconds", 'verb="PUT"')):
+        r = histogram_quantiles(metrics, name, labels)
+        if r:
+            (p50, p99), n = r
+            print(f"  {label:40} {n:7d} {p50 * 1000:7.1f}ms {p99 * 1000:7.1f}ms")
+        else:
+            print(f"  {label:40} {'-':>7}")
 
 
 if __name__ == "__main__":

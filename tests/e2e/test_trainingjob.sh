@@ -67,3 +67,26 @@ pass "the trial pods' models claim exists, owned by the job"
 kubectl get events --field-selector involvedObject.name=climb -o json > "$TEST_TMP/events.json"
 [ "$(json "$TEST_TMP/events.json" 'sum(e["reason"] == "GoalReached" for e in j["items"])')" -ge 1 ] || fail "no GoalReached event"
 pass "GoalReached event"
+
+# The controller's /metrics say where the time went: the queue's wait, the
+# reconciles and the API requests, as Prometheus histograms whose counts
+# cover this job's work.
+port=$(cat "$env_dir/controller.metrics-port")
+curl -fsS "http://127.0.0.1:$port/metrics" > "$TEST_TMP/metrics.txt" || fail "GET /metrics"
+python3 - "$TEST_TMP/metrics.txt" <<'PYEOF' || fail "latency histograms: $(grep -E '_duration_seconds_(count|sum)' "$TEST_TMP/metrics.txt")"
+import re, sys
+text = open(sys.argv[1]).read()
+def series(name, labels=""):
+    sel = "{" + labels + "}" if labels else ""
+    count = float(re.search(r"^%s_count%s (\S+)$" % (name, re.escape(sel)), text, re.M).group(1))
+    inf = float(re.search(r'^%s_bucket\{%sle="\+Inf"\} (\S+)$' % (name, re.escape(labels + "," if labels else "")), text, re.M).group(1))
+    assert "# TYPE %s histogram" % name in text, name
+    assert inf == count, (name, inf, count)
+    return count
+reconciles = float(re.search(r"^kiln_reconciles_total (\S+)$", text, re.M).group(1))
+assert series("kiln_reconcile_duration_seconds") >= reconciles >= 3, reconciles
+assert series("kiln_workqueue_queue_duration_seconds") >= reconciles
+assert series("kiln_api_request_duration_seconds", 'verb="POST"') >= 3   # pods, claim, events
+assert series("kiln_api_request_duration_seconds", 'verb="PUT"') >= 1    # status
+PYEOF
+pass "/metrics: queue wait, reconcile and API request latency histograms"
