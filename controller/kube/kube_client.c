@@ -612,6 +612,10 @@ int kube_client_request(kube_client *c, const char *method, const char *path,
 {
     memset(resp, 0, sizeof *resp);
     int refreshed = 0;
+    int verb = -1; /* the latency histogram this method's exchanges go to */
+    for (int v = 0; v < KUBE_VERBS; v++)
+        if (!strcmp(method, VERBS[v]))
+            verb = v;
     int rc = refresh_creds(c, 0, &err->e);
     if (rc)
         return rc;
@@ -654,9 +658,8 @@ int kube_client_request(kube_client *c, const char *method, const char *path,
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 30L);
         int64_t t0 = ktime_mono_us();
         CURLcode cc = curl_easy_perform(e);
-        for (int v = 0; v < KUBE_VERBS; v++)
-            if (!strcmp(method, VERBS[v]))
-                kube_hist_observe_us(&c->latency[v], ktime_mono_us() - t0);
+        if (verb >= 0)
+            kube_hist_observe_us(&c->latency[verb], ktime_mono_us() - t0);
         long http = 0;
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &http);
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
