@@ -15,7 +15,8 @@ and trainer. Measures:
   - API requests per trial from kubelite's requests.log, writes (POST, PUT,
     PATCH, DELETE) and reads, split by client (the controller's user agent
     vs this benchmark) and by resource;
-  - the controller's peak RSS (VmHWM) and final RSS;
+  - the controller's peak RSS (VmHWM) and final RSS, and its CPU time
+    (user + system) per job from the first create on;
   - where the controller's time went, from its own /metrics histograms:
     the work queue's wait, reconciles, POSTs and PUTs (p50 and p99).
 
@@ -314,6 +315,15 @@ def proc_kb(pid, field):
     return 0
 
 
+def proc_cpu_s(pid):
+    """User plus system CPU seconds the process has used so far."""
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def log_time(ts):
     """Seconds since the epoch from a request log timestamp (RFC 3339, UTC, microseconds)."""
     return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
@@ -389,6 +399,7 @@ def run(a, env, srv):
     reqlog = os.path.join(env, "kubelite", "requests.log")
     log_start = os.path.getsize(reqlog)
     hwm0 = proc_kb(ctrl_pid, "VmHWM")
+    cpu0 = proc_cpu_s(ctrl_pid)
 
     # Creates from a few pooled connections at once.
     todo = list(names)
@@ -437,6 +448,7 @@ def run(a, env, srv):
     time.sleep(1.0)  # writes that trail the last Succeeded (events) land in the log
     hwm = proc_kb(ctrl_pid, "VmHWM")
     rss = proc_kb(ctrl_pid, "VmRSS")
+    cpu = proc_cpu_s(ctrl_pid) - cpu0
     metrics = controller_metrics(env)
     wp.stop = wj.stop = True
 
@@ -503,6 +515,7 @@ def run(a, env, srv):
          "met" if hwm / 1024 < GOALS["rss_mb"] else "MISSED"),
         ("controller RSS at the end", f"{rss / 1024:.1f} MB", "-", ""),
         ("controller RSS before creates", f"{hwm0 / 1024:.1f} MB", "-", ""),
+        ("controller CPU per job", f"{cpu * 1000 / max(len(posted), 1):.2f} ms", "-", ""),
     ]
     print(f"{'figure':32} {'measured':>12} {'goal':>10} {'':6}")
     for r in rows:
