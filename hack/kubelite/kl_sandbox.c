@@ -669,10 +669,15 @@ static long start_container(void *arg)
     }
     /* Set from here once the child has exec'd: lowered in the child, this
      * thread (suspended until that exec) would wait behind the very
-     * containers the weight yields to. Children inherit it. */
-    if (!s->cpu_cg[0] && pid > 0 && s->nice > 0) {
+     * containers the weight yields to. Children inherit it. A container
+     * starts at this thread's niceness (kl_worker.h); in a cpu cgroup that
+     * weighs only against the pod's own processes. By niceness, a pod that
+     * should outrank this thread gets there only with the privilege to
+     * lower it. */
+    if (!s->cpu_cg[0] && pid > 0) {
         setpriority(PRIO_PGRP, (id_t)pid, s->nice); /* bwrap may have forked already */
-        set_session_nice(pid, s->nice);
+        if (s->nice > 0)
+            set_session_nice(pid, s->nice);
     }
     return pid > 0 ? pid : -1;
 }

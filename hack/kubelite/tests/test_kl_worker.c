@@ -1,7 +1,12 @@
 /* Unit tests for kl_worker: order, results, waiting, handles released
- * before or after their item ran, and the fallback without a thread. */
+ * before or after their item ran, the fallback without a thread, and the
+ * worker's lower CPU priority. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "kl_worker.h"
 #include "ktest.h"
@@ -87,8 +92,34 @@ static void test_without_a_thread(void)
     kl_work_release(NULL);
 }
 
+/* The niceness of the thread that runs it, as 100 + nice (never 0). */
+static long thread_nice(void *arg)
+{
+    (void)arg;
+    errno = 0;
+    int n = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+    return errno ? -1 : 100 + n;
+}
+
+static void test_worker_runs_nicer(void)
+{
+    long mine = thread_nice(NULL);
+    KT_CHECK(mine >= 0);
+    long want = mine + KL_WORKER_NICE > 119 ? 119 : mine + KL_WORKER_NICE;
+    kl_worker *w;
+    KT_EQ_INT(kl_worker_new(&w, NULL), 0);
+    kl_work *h = kl_worker_run(w, thread_nice, NULL, 1);
+    kl_work_wait(h);
+    KT_EQ_INT((int)kl_work_result(h), (int)want);
+    kl_work_release(h);
+    kl_worker_free(w);
+    /* only the worker's thread: this one keeps its niceness */
+    KT_EQ_INT((int)thread_nice(NULL), (int)mine);
+}
+
 int main(void)
 {
+    KT_RUN(test_worker_runs_nicer);
     KT_RUN(test_order_and_results);
     KT_RUN(test_without_a_thread);
     return KT_DONE();
