@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "klog.h"
+#include "knice.h"
 #include "kube_api.h"
 #include "kube_map.h"
 #include "kube_obj.h"
@@ -108,6 +109,7 @@ static int create_all(ctrl_claims *cl, const claim_req *r)
 static void *creator_main(void *arg)
 {
     ctrl_claims *cl = arg;
+    knice_lower_thread(CTRL_CLAIMS_NICE);
     pthread_mutex_lock(&cl->mu);
     for (;;) {
         while (!cl->stopping && !cl->head)

@@ -15,6 +15,15 @@
  * logged, recorded as a Warning Event on the job and queues the job again
  * with back-off. AlreadyExists counts as created.
  *
+ * The creators run CTRL_CLAIMS_NICE steps of niceness below the rest of
+ * the controller (knice.h): in a burst of new jobs their creates would
+ * otherwise take their share of the controller's CPU from the reconciles
+ * that create the trial pods. controller_bench (1,000 jobs at once), in
+ * alternating runs: apply-to-first-pod p99 under 100 ms in 10 of 12 runs
+ * with them at nice 10 and 6 of 12 without, the work queue's wait p99
+ * under 25 ms in every run with them and over 100 ms in half without,
+ * time to all Succeeded the same (11.5-14.8 s).
+ *
  * Thread-safe. Keys are "ns/job"; a claim is known per job uid, so a job
  * deleted and created again under the same name gets its claim again. */
 #ifndef CTRL_CLAIMS_H
@@ -25,6 +34,9 @@
 #include "kube_client.h"
 #include "kube_event.h"
 #include "kube_queue.h"
+
+/* How much nicer than the controller the claims' creators are. */
+#define CTRL_CLAIMS_NICE 10
 
 typedef struct ctrl_claims ctrl_claims;
 

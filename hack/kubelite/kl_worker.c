@@ -7,13 +7,11 @@
  * on the caller's thread (no worker) has no worker pointer. */
 #include "kl_worker.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
+
+#include "knice.h"
 
 struct kl_work {
     kl_worker *w;
@@ -48,23 +46,10 @@ static void drop(kl_worker *w, kl_work *wk, int ran, long result)
         free(wk);
 }
 
-/* This thread's niceness, KL_WORKER_NICE above the one it was created
- * with (the process's), at most 19. Raising it needs no privilege. */
-static void lower_priority(void)
-{
-    id_t tid = (id_t)syscall(SYS_gettid);
-    errno = 0;
-    int nice = getpriority(PRIO_PROCESS, tid);
-    if (errno)
-        return;
-    nice += KL_WORKER_NICE;
-    setpriority(PRIO_PROCESS, tid, nice > 19 ? 19 : nice);
-}
-
 static void *loop(void *ctx)
 {
     kl_worker *w = ctx;
-    lower_priority();
+    knice_lower_thread(KL_WORKER_NICE);
     for (;;) {
         pthread_mutex_lock(&w->mu);
         while (!w->head && !w->stop)

@@ -4,6 +4,7 @@
  * Event and queues the job again; a forgotten job's queued create is
  * dropped; stopping with creates queued loses nothing to leaks. */
 #include <curl/curl.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
@@ -11,6 +12,7 @@
 
 #include "ctrl_claims.h"
 #include "fakeapi.h"
+#include "knice.h"
 #include "kt_util.h"
 #include "ktest.h"
 #include "kube_obj.h"
@@ -293,6 +295,49 @@ static void test_stop_with_queued(void)
     env_down(&e);
 }
 
+/* Threads of this process at niceness nice (from /proc/self/task). */
+static int threads_at(int nice)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        char path[300], buf[1024];
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", de->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        /* after "(comm)" the state is field 3 and the niceness field 19 */
+        int field = 2;
+        for (const char *p = strrchr(buf, ')'); p && *p; p++)
+            if (*p == ' ' && ++field == 19) {
+                n += atoi(p + 1) == nice;
+                break;
+            }
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void test_creators_run_nicer(void)
+{
+    int mine = knice_thread();
+    KT_CHECK(mine != -100);
+    int want = mine + CTRL_CLAIMS_NICE > 19 ? 19 : mine + CTRL_CLAIMS_NICE;
+    env e;
+    env_up(&e, 3);
+    WAIT_FOR(threads_at(want) >= 3);
+    KT_EQ_INT(threads_at(want), 3); /* the creators, and no other thread */
+    KT_EQ_INT(knice_thread(), mine);
+    env_down(&e);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -306,6 +351,7 @@ int main(void)
     KT_RUN(test_failure_warns_and_requeues);
     KT_RUN(test_forgotten_job_dropped);
     KT_RUN(test_stop_with_queued);
+    KT_RUN(test_creators_run_nicer);
     fake_stop(srv);
     pthread_cond_destroy(&S.cv);
     pthread_mutex_destroy(&S.mu);

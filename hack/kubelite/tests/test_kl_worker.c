@@ -1,14 +1,11 @@
 /* Unit tests for kl_worker: order, results, waiting, handles released
  * before or after their item ran, the fallback without a thread, and the
  * worker's lower CPU priority. */
-#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "kl_worker.h"
+#include "knice.h"
 #include "ktest.h"
 
 /* What the items saw, in the order they ran. */
@@ -96,9 +93,8 @@ static void test_without_a_thread(void)
 static long thread_nice(void *arg)
 {
     (void)arg;
-    errno = 0;
-    int n = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
-    return errno ? -1 : 100 + n;
+    int n = knice_thread();
+    return n == -100 ? -1 : 100 + n;
 }
 
 static void test_worker_runs_nicer(void)
