@@ -11,18 +11,18 @@ int knice_thread(void)
 {
     errno = 0;
     int nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
-    return errno ? -100 : nice;
+    return errno ? KNICE_UNKNOWN : nice;
 }
 
 int knice_lower_thread(int steps)
 {
     int nice = knice_thread();
-    if (nice == -100)
-        return -100;
+    if (nice == KNICE_UNKNOWN)
+        return KNICE_UNKNOWN;
     nice += steps;
     if (nice > 19)
         nice = 19;
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) != 0)
-        return -100;
+        return KNICE_UNKNOWN;
     return nice;
 }

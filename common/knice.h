@@ -11,13 +11,16 @@
 #ifndef KNICE_H
 #define KNICE_H
 
+/* What the functions return when the niceness cannot be read or set. */
+#define KNICE_UNKNOWN (-100)
+
 /* Raises the calling thread's niceness by steps (at most to 19); other
  * threads keep theirs, and threads and processes it creates from now on
- * inherit it. Returns the new niceness, or -100 when it cannot be read or
- * set (the thread then keeps its priority). */
+ * inherit it. Returns the new niceness, or KNICE_UNKNOWN when it cannot
+ * be read or set (the thread then keeps its priority). */
 int knice_lower_thread(int steps);
 
-/* The calling thread's niceness, or -100 when it cannot be read. */
+/* The calling thread's niceness, or KNICE_UNKNOWN. */
 int knice_thread(void);
 
 #endif

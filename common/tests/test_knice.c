@@ -22,7 +22,7 @@ static void *lower_here(void *arg)
 static void test_lowers_only_its_thread(void)
 {
     int mine = knice_thread();
-    KT_CHECK(mine != -100);
+    KT_CHECK(mine != KNICE_UNKNOWN);
     seen s;
     pthread_t t;
     KT_EQ_INT(pthread_create(&t, NULL, lower_here, &s), 0);

@@ -94,7 +94,7 @@ static long thread_nice(void *arg)
 {
     (void)arg;
     int n = knice_thread();
-    return n == -100 ? -1 : 100 + n;
+    return n == KNICE_UNKNOWN ? -1 : 100 + n;
 }
 
 static void test_worker_runs_nicer(void)
