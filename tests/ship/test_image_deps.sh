@@ -7,6 +7,9 @@
 #   - packages every debian:bookworm-slim image already has (BASE), which
 #     the Dockerfile may install or not, and
 #   - declared non-library packages (EXTRAS: CA certificates, sample data).
+# A library the binary loads itself with dlopen (DLOPENED, by soname: the
+# trainer's libcurl, for http(s) data only) counts as a direct one; the
+# binary must name it, so the list cannot go stale.
 # Every library ldd loads indirectly must belong to a package that those
 # installs pull in through their Depends (read from the local dpkg
 # database), so nothing is missing at run time.
@@ -16,10 +19,10 @@ BASE="libc6 libgcc-s1 libstdc++6 zlib1g libzstd1 liblzma5 libbz2-1.0 libselinux1
   libgnutls30 libgmp10 libhogweed6 libnettle8 libidn2-0 libunistring2 libp11-kit0 libtasn1-6 libffi8
   libsystemd0 libcap2 libgcrypt20 libgpg-error0 liblz4-1 libseccomp2 libacl1 libattr1 libaudit1
   libcap-ng0 libcrypt1 libdb5.3 libtinfo6 libsemanage2 libsepol2 libxxhash0 libudev1"
-check_image() { # NAME BINARY DOCKERFILE EXTRAS
+check_image() { # NAME BINARY DOCKERFILE EXTRAS DLOPENED
   "$PY" - "$@" "$BASE" <<'PYEOF'
 import os, re, subprocess, sys
-name, binary, dockerfile, extras, base = sys.argv[1:6]
+name, binary, dockerfile, extras, dlopened, base = sys.argv[1:7]
 extras, base = set(extras.split()), set(base.split())
 def fail(msg):
     print(f"FAIL: {name}: {msg}", file=sys.stderr); sys.exit(1)
@@ -35,6 +38,24 @@ for m in re.findall(r"^\s*(/\S+) \(0x", ldd, re.M):
     paths[os.path.basename(m)] = m
 if len(needed) < 3 or len(paths) < len(needed):
     fail(f"implausible link map: NEEDED {needed}, ldd {sorted(paths)}")
+
+# Libraries loaded with dlopen: named in the binary, found by the loader's
+# cache, and taken with everything they load in turn.
+cache = dict(re.findall(r"^\s*(\S+) \(libc6,x86-64[^)]*\) => (/\S+)",
+                        subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=True).stdout, re.M))
+image = open(binary, "rb").read()
+for so in dlopened.split():
+    if so.encode() + b"\0" not in image:
+        fail(f"{so} is declared as loaded at run time, but the binary does not name it")
+    if so not in cache:
+        fail(f"{so} (loaded at run time) is not installed here")
+    needed.append(so)
+    paths[so] = cache[so]
+    more = subprocess.run(["ldd", cache[so]], capture_output=True, text=True, check=True).stdout
+    if "not found" in more:
+        fail(f"unresolved libraries of {so}:\n{more}")
+    for n, pth in re.findall(r"^\s*(\S+) => (/\S+)", more, re.M):
+        paths.setdefault(n, pth)
 
 # One dpkg -S call for every library path and its /usr-merged and resolved
 # variants (Debian records a file under the path its package shipped it).
@@ -104,14 +125,15 @@ PYEOF
 BIN=$KILN_BUILD_DIR
 trainer=$BIN/trainer/kiln-trainer
 [ -x "$trainer" ] || fail "$trainer is not built: this test checks the trainer image and needs it"
-check_image kiln-trainer "$trainer" "$S/trainer/Dockerfile" "ca-certificates dataset-fashion-mnist"
+check_image kiln-trainer "$trainer" "$S/trainer/Dockerfile" "ca-certificates dataset-fashion-mnist" \
+  libcurl.so.4
 
 controller=""
 for c in "$BIN/controller/kiln-controller" "$BIN/controller/src/kiln-controller"; do
   [ -x "$c" ] && { controller=$c; break; }
 done
 if [ -n "$controller" ]; then
-  check_image kiln-controller "$controller" "$S/controller/Dockerfile" "ca-certificates"
+  check_image kiln-controller "$controller" "$S/controller/Dockerfile" "ca-certificates" ""
 else
   echo "note kiln-controller is not built in $BIN: checked the trainer image only"
 fi
@@ -123,7 +145,7 @@ sed 's/ libcjson1 / libcjson1 libyaml-0-2 /' "$S/trainer/Dockerfile" >"$SHIP_TMP
 for d in missing extra; do
   cmp -s "$S/trainer/Dockerfile" "$SHIP_TMP/$d.Dockerfile" && fail "could not make the $d Dockerfile"
   if check_image kiln-trainer "$trainer" "$SHIP_TMP/$d.Dockerfile" "ca-certificates dataset-fashion-mnist" \
-      >/dev/null 2>"$SHIP_TMP/err"; then
+      libcurl.so.4 >/dev/null 2>"$SHIP_TMP/err"; then
     fail "a Dockerfile with a $d library passed"
   fi
   grep -q "$([ $d = missing ] && echo "missing \['libopenblas0-pthread'\]" || echo "unneeded \['libyaml-0-2'\]")" "$SHIP_TMP/err" ||

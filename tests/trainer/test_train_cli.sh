@@ -56,3 +56,27 @@ if "$TRAINER" train --data "$FMNIST" --epochs 1 --max-samples 500 --family logis
 fi
 grep -q 'already holds a finished model' "$out/err2" || fail "no clear message: $(cat "$out/err2")"
 pass "finished models are not overwritten"
+
+# libcurl is loaded only for an http(s) data source: a file:// run never
+# maps it, an http:// run loads it and trains on what it fetched.
+LD_DEBUG=files "$TRAINER" train --data "file://$FMNIST" --family logistic --epochs 1 --max-samples 300 \
+  --output "$out/t1" --report "$out/r1.json" >/dev/null 2>"$out/ld1" || fail "file:// train: $(tail -3 "$out/ld1")"
+grep -q 'file=libopenblas' "$out/ld1" || fail "LD_DEBUG=files showed no library loads"
+grep -q 'file=libcurl' "$out/ld1" && fail "a file:// run loaded libcurl"
+"$PY" - "$KILN_SOURCE_DIR/manifests/samples/data" >"$out/port" 2>/dev/null <<'PYEOF' &
+import functools, http.server, sys
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+s = http.server.HTTPServer(("127.0.0.1", 0), h)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+PYEOF
+srv=$!
+trap 'kill $srv 2>/dev/null; cleanup_tmp' EXIT
+for _ in $(seq 50); do [ -s "$out/port" ] && break; sleep 0.1; done
+[ -s "$out/port" ] || fail "the data server did not start"
+LD_DEBUG=files "$TRAINER" train --data "http://127.0.0.1:$(cat "$out/port")/wine.csv" --label cultivar \
+  --epochs 2 --output "$out/t2" --report "$out/r2h.json" >/dev/null 2>"$out/ld2" ||
+  fail "http:// train: $(grep -v 'file=\|^ *[0-9]*:	*$\|calling\|transferring' "$out/ld2" | tail -3)"
+grep -q 'file=libcurl.so.4 .*dynamically loaded' "$out/ld2" || fail "an http:// run did not load libcurl itself"
+[ "$(json "$out/r2h.json" 'j["trainMetrics"]["accuracy"] > 0.4')" = True ] || fail "http:// report: $(cat "$out/r2h.json")"
+pass "libcurl is loaded for http:// data only"

@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <zlib.h>
 
 #include "ckpt.h"
@@ -460,8 +459,6 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
-    /* libcurl's global state is set up once, before any thread starts. */
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("kiln-trainer %s\n", KILN_VERSION);
         return 0;

@@ -1,7 +1,6 @@
 /* source: data file bytes from a path, file:// or http(s):// (see source.h). */
 #include "source.h"
 
-#include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+
+#include "curl_dl.h"
 
 /* deflate never expands more than 1032:1, so a gzip member's real output is
  * bounded by its compressed size; the trailer's ISIZE is only a hint. */
@@ -353,43 +354,48 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
 static int http_get(const char *url, size_t max, int head_only, source_buf *out, long *status_out,
                     kiln_error *err)
 {
-    CURL *c = curl_easy_init();
+    const curl_dl_fns *cu = curl_dl(err);
+    if (!cu) {
+        kiln_error_prefix(err, "%s: ", url);
+        return KILN_EUNSUPPORTED;
+    }
+    CURL *c = cu->easy_init();
     if (!c)
         return kiln_fail(err, KILN_ENOMEM, "%s: cannot create an HTTP client", url);
     char ebuf[CURL_ERROR_SIZE] = "";
     fetch f = {.b = out, .max = max};
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+    cu->easy_setopt(c, CURLOPT_URL, url);
+    cu->easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    cu->easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    cu->easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    cu->easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+    cu->easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
     /* A stalled transfer (under 1 KiB/s for a minute) fails instead of hanging. */
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+    cu->easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+    cu->easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
     if (!head_only)
-        curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "kiln-trainer/" KILN_VERSION);
+        cu->easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
+    cu->easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
+    cu->easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    cu->easy_setopt(c, CURLOPT_USERAGENT, "kiln-trainer/" KILN_VERSION);
     if (head_only)
-        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+        cu->easy_setopt(c, CURLOPT_NOBODY, 1L);
     else {
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &f);
+        cu->easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        cu->easy_setopt(c, CURLOPT_WRITEDATA, &f);
     }
-    CURLcode cr = curl_easy_perform(c);
+    CURLcode cr = cu->easy_perform(c);
     long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    cu->easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     if (status_out)
         *status_out = status;
-    curl_easy_cleanup(c);
+    cu->easy_cleanup(c);
     int rc = 0;
     if (f.too_big || cr == CURLE_FILESIZE_EXCEEDED)
         rc = kiln_fail(err, KILN_EINVAL, "%s: the download is larger than the %zu-byte limit", url,
                        max);
     else if (cr != CURLE_OK)
-        rc = kiln_fail(err, KILN_ENET, "%s: %s", url, ebuf[0] ? ebuf : curl_easy_strerror(cr));
+        rc = kiln_fail(err, KILN_ENET, "%s: %s", url, ebuf[0] ? ebuf : cu->easy_strerror(cr));
     else if (status == 404 || status == 410)
         rc = kiln_fail(err, KILN_ENOTFOUND, "%s: HTTP %ld (not found)", url, status);
     else if (status >= 400)

@@ -11,7 +11,8 @@
  * empties with source_buf_release. Errors: KILN_ENOTFOUND (no such file,
  * HTTP 404/410), KILN_EINVAL (gzip stream corrupt, over the size cap,
  * unsupported scheme), KILN_ENET (transport or other HTTP failure),
- * KILN_EIO, KILN_ENOMEM. libcurl's global init must have run (main). */
+ * KILN_EIO, KILN_ENOMEM, KILN_EUNSUPPORTED (an http(s) URL where libcurl
+ * cannot be loaded: curl_dl.h loads it on the first URL). */
 #ifndef KILN_SOURCE_H
 #define KILN_SOURCE_H
 
