@@ -22,7 +22,21 @@ struct kl_cpu {
     char root[256];           /* CPU_MOUNT/kubelite-<pid>, "" when weights are niceness */
     char why[160];            /* why niceness */
     int64_t burstable_shares; /* its pods' together */
+    kl_worker *worker;        /* where the cgroup files are written; NULL: here */
 };
+
+/* A change to the cgroup files, made on the worker. Items run in the
+ * order queued, so a pod's cgroup exists before the start of its first
+ * container (queued later) and is removed after its last, and the
+ * burstable group's weight ends at the last total computed. */
+typedef struct cg_job {
+    char pod_cg[sizeof(((kl_kpod *)0)->cpu_cg)]; /* to make or remove, "" none */
+    int remove;
+    int64_t shares;   /* the pod's cpu.shares */
+    int64_t quota_us; /* its CFS quota per CFS_PERIOD_US, 0: none */
+    char burstable[300]; /* the burstable group to weigh anew, "" none */
+    int64_t burstable_shares;
+} cg_job;
 
 enum qos { QOS_BEST_EFFORT, QOS_BURSTABLE, QOS_GUARANTEED };
 
@@ -209,12 +223,36 @@ static int nice_of(int64_t shares)
     return best;
 }
 
-static void burstable_add(kl_cpu *cpu, int64_t shares)
+static long run_cg_job(void *arg)
 {
-    char dir[300];
+    cg_job *j = arg;
+    if (j->pod_cg[0] && j->remove) {
+        rmdir(j->pod_cg);
+    } else if (j->pod_cg[0] &&
+               (make_group(j->pod_cg, j->shares) != 0 ||
+                (j->quota_us > 0 &&
+                 (write_num(j->pod_cg, "cpu.cfs_period_us", CFS_PERIOD_US) != 0 ||
+                  write_num(j->pod_cg, "cpu.cfs_quota_us", j->quota_us) != 0)))) {
+        rmdir(j->pod_cg); /* kl_cpu_enter then fails: the pod runs by its niceness */
+    }
+    if (j->burstable[0])
+        write_num(j->burstable, "cpu.shares", j->burstable_shares > 2 ? j->burstable_shares : 2);
+    return 0;
+}
+
+/* Counts shares in (or, negative, out of) the burstable group's weight,
+ * to be written by job j. */
+static void burstable_add(kl_cpu *cpu, int64_t shares, cg_job *j)
+{
     cpu->burstable_shares += shares;
-    snprintf(dir, sizeof(dir), "%s/burstable", cpu->root);
-    write_num(dir, "cpu.shares", cpu->burstable_shares > 2 ? cpu->burstable_shares : 2);
+    snprintf(j->burstable, sizeof(j->burstable), "%s/burstable", cpu->root);
+    j->burstable_shares = cpu->burstable_shares;
+}
+
+void kl_cpu_use_worker(kl_cpu *cpu, kl_worker *w)
+{
+    if (cpu)
+        cpu->worker = w;
 }
 
 void kl_cpu_pod_add(kl_cpu *cpu, const cJSON *pod, kl_kpod *p)
@@ -226,33 +264,37 @@ void kl_cpu_pod_add(kl_cpu *cpu, const cJSON *pod, kl_kpod *p)
     p->cpu_burstable = 0;
     if (!cpu || !cpu->root[0])
         return;
-    static const char *const parent[] = {"/besteffort", "/burstable", ""};
-    char dir[sizeof(p->cpu_cg)];
-    snprintf(dir, sizeof(dir), "%s%s/pod%s", cpu->root, parent[pc.qos], p->uid);
-    if (make_group(dir, shares) != 0 ||
-        (pc.limit_milli > 0 && (write_num(dir, "cpu.cfs_period_us", CFS_PERIOD_US) != 0 ||
-                                write_num(dir, "cpu.cfs_quota_us",
-                                          pc.limit_milli * CFS_PERIOD_US / 1000 < 1000
-                                              ? 1000
-                                              : pc.limit_milli * CFS_PERIOD_US / 1000) != 0))) {
-        rmdir(dir);
+    cg_job *j = calloc(1, sizeof(*j));
+    if (!j)
         return; /* this pod falls back to its niceness */
+    static const char *const parent[] = {"/besteffort", "/burstable", ""};
+    snprintf(p->cpu_cg, sizeof(p->cpu_cg), "%s%s/pod%s", cpu->root, parent[pc.qos], p->uid);
+    memcpy(j->pod_cg, p->cpu_cg, sizeof(j->pod_cg));
+    j->shares = shares;
+    if (pc.limit_milli > 0) {
+        int64_t q = pc.limit_milli * CFS_PERIOD_US / 1000;
+        j->quota_us = q < 1000 ? 1000 : q;
     }
-    snprintf(p->cpu_cg, sizeof(p->cpu_cg), "%s", dir);
     if (pc.qos == QOS_BURSTABLE) {
         p->cpu_burstable = shares;
-        burstable_add(cpu, shares);
+        burstable_add(cpu, shares, j);
     }
+    kl_worker_run(cpu->worker, run_cg_job, j, 0);
 }
 
 void kl_cpu_pod_remove(kl_cpu *cpu, kl_kpod *p)
 {
     if (!p->cpu_cg[0])
         return;
-    rmdir(p->cpu_cg);
+    cg_job *j = calloc(1, sizeof(*j));
+    if (j) {
+        memcpy(j->pod_cg, p->cpu_cg, sizeof(j->pod_cg));
+        j->remove = 1;
+        if (cpu && p->cpu_burstable)
+            burstable_add(cpu, -p->cpu_burstable, j);
+        kl_worker_run(cpu ? cpu->worker : NULL, run_cg_job, j, 0);
+    }
     p->cpu_cg[0] = 0;
-    if (cpu && p->cpu_burstable)
-        burstable_add(cpu, -p->cpu_burstable);
     p->cpu_burstable = 0;
 }
 
@@ -260,16 +302,17 @@ void kl_cpu_pod_remove(kl_cpu *cpu, kl_kpod *p)
  * cgroup.procs takes a lock whose writer waits for an RCU grace period,
  * up to milliseconds on a busy machine, on the API server's thread. Both
  * bwrap and the child it has forked are single-threaded while it holds. */
-void kl_cpu_enter(const char *cg, pid_t pid)
+int kl_cpu_enter(const char *cg, pid_t pid)
 {
     if (!cg[0] || pid <= 0)
-        return;
-    write_num(cg, "tasks", pid);
+        return -1;
+    if (write_num(cg, "tasks", pid) != 0)
+        return -1;
     char f[96], buf[256];
     snprintf(f, sizeof(f), "/proc/%d/task/%d/children", (int)pid, (int)pid);
     FILE *fp = fopen(f, "re");
     if (!fp)
-        return;
+        return 0;
     if (fgets(buf, sizeof(buf), fp)) {
         char *s = buf, *end;
         for (long c = strtol(s, &end, 10); end != s; c = strtol(s, &end, 10)) {
@@ -278,4 +321,5 @@ void kl_cpu_enter(const char *cg, pid_t pid)
         }
     }
     fclose(fp);
+    return 0;
 }

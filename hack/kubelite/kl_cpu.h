@@ -12,9 +12,15 @@
  * takes instead the niceness whose scheduler weight comes closest to its
  * pod's (kl_kpod.nice), its session's autogroup too (kl_sandbox).
  *
+ * The cgroup files are written on the kubelet's worker thread (kl_worker:
+ * a mkdir under the kernel's cgroup lock can take milliseconds, and in a
+ * burst of pods these writes took 7% of the API server's thread); the
+ * decisions, and the burstable group's running total, stay on the
+ * caller's thread.
+ *
  * Ownership: kl_cpu_new()/kl_cpu_free(); a pod's cgroup lives from
  * kl_cpu_pod_add() to kl_cpu_pod_remove(), called once its processes are
- * gone. */
+ * gone. kl_cpu_free() after the worker has run its queue. */
 #ifndef KL_CPU_H
 #define KL_CPU_H
 
@@ -23,6 +29,7 @@
 #include <cjson/cJSON.h>
 
 #include "kl_kpod.h"
+#include "kl_worker.h"
 
 typedef struct kl_cpu kl_cpu;
 
@@ -35,8 +42,13 @@ void kl_cpu_free(kl_cpu *cpu);
 /* "cgroup" or "niceness", and why when niceness (for the log). */
 const char *kl_cpu_mode(const kl_cpu *cpu, const char **why);
 
+/* The worker that writes the cgroup files from now on, in the order
+ * asked (NULL: written at once on the calling thread). */
+void kl_cpu_use_worker(kl_cpu *cpu, kl_worker *w);
+
 /* Sets p's QoS weight: p->nice always, and p->cpu_cg, the pod's cgroup
- * with its weight and quota, when cgroups are in use. */
+ * with its weight and quota, when cgroups are in use; the cgroup is made
+ * on the worker, before any container start queued after this call. */
 void kl_cpu_pod_add(kl_cpu *cpu, const cJSON *pod, kl_kpod *p);
 void kl_cpu_pod_remove(kl_cpu *cpu, kl_kpod *p);
 
@@ -47,7 +59,8 @@ void kl_cpu_pod_remove(kl_cpu *cpu, kl_kpod *p);
  * process's memory (vfork) must not be slowed down to a BestEffort pod's
  * weight while its parent waits for it. Touches no kubelet state, so it
  * may run on another thread (the kernel can keep it there for a grace
- * period). */
-void kl_cpu_enter(const char *cg, pid_t pid);
+ * period). Returns -1 when pid could not be moved (the cgroup could not be
+ * made), else 0. */
+int kl_cpu_enter(const char *cg, pid_t pid);
 
 #endif

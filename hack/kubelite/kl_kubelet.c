@@ -684,6 +684,7 @@ int kl_kubelet_new(kl_api *api, const char *data_dir, const char *images_file, k
         free(k);
         return rc;
     }
+    kl_cpu_use_worker(k->cpu, kl_sandbox_worker(k->sb));
     const char *why;
     const char *mode = kl_cpu_mode(k->cpu, &why);
     klog(KLOG_INFO, "pods' CPU weights", KS("by", mode), KS("detail", why), KEND);
@@ -729,12 +730,12 @@ void kl_kubelet_free(kl_kubelet *k)
     for (size_t i = 0; i < k->n_pods; i++)
         drop_pod(k, k->pods[i]);
     kl_exits_free(k->exits);
-    kl_cpu_free(k->cpu);
     free(k->pods);
     free(k->index);
     free(k->deferred);
     free(k->held);
-    kl_sandbox_free(k->sb);
+    kl_sandbox_free(k->sb); /* runs the cgroup changes still queued on its worker */
+    kl_cpu_free(k->cpu);
     kl_svc_free(k->svc);
     kl_api_set_log_handler(k->api, NULL, NULL);
     kl_api_set_pod_delete_handler(k->api, NULL, NULL);

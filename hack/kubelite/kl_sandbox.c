@@ -661,7 +661,8 @@ static long start_container(void *arg)
     argv_free(&s->argv);
     if (hold[0] >= 0) {
         close(hold[0]);
-        kl_cpu_enter(s->cpu_cg, pid);
+        if (kl_cpu_enter(s->cpu_cg, pid) != 0)
+            s->cpu_cg[0] = 0; /* no cgroup: weighed by niceness below */
         if (write(hold[1], "", 1) != 1) {
             /* bwrap is gone: its exit is reaped like any other */
         }
@@ -875,6 +876,11 @@ int kl_sandbox_new(kl_api *api, const char *data_dir, const char *images_file, k
     }
     *out = sb;
     return 0;
+}
+
+kl_worker *kl_sandbox_worker(kl_sandbox *sb)
+{
+    return sb ? sb->worker : NULL;
 }
 
 void kl_sandbox_free(kl_sandbox *sb)

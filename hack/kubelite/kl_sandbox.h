@@ -20,6 +20,7 @@
 #include "kiln_err.h"
 #include "kl_api.h"
 #include "kl_kpod.h"
+#include "kl_worker.h"
 
 typedef struct kl_sandbox kl_sandbox;
 
@@ -29,6 +30,9 @@ typedef struct kl_sandbox kl_sandbox;
 int kl_sandbox_new(kl_api *api, const char *data_dir, const char *images_file, kl_sandbox **out,
                    kiln_error *err);
 void kl_sandbox_free(kl_sandbox *sb);
+/* The worker thread its system calls run on (borrowed; NULL when none
+ * could be started and they run on the caller's thread). */
+kl_worker *kl_sandbox_worker(kl_sandbox *sb);
 
 /* Has the pod's directories (logs, termination messages, its own volumes,
  * its claims' directories, subPaths) made on the worker thread: a new

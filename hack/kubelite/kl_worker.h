@@ -1,9 +1,10 @@
 /* kl_worker: one thread for the kubelet's system calls that can block
  * for milliseconds, so the API server's thread never waits on them:
  * creating a new pod's directories (on ext4, a directory's inode
- * allocation can scan inode tables for a millisecond or more) and moving a
- * container into its cgroup (the kernel waits for an RCU grace period when
- * one process moves another).
+ * allocation can scan inode tables for a millisecond or more), making and
+ * removing pods' cpu cgroups (kl_cpu) and moving a container into its
+ * cgroup (the kernel waits for an RCU grace period when one process moves
+ * another).
  *
  * A work item is a function and its argument; the worker calls it, then
  * frees the argument. The thread that queued an item either forgets it or
