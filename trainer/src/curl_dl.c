@@ -58,8 +58,3 @@ const curl_dl_fns *curl_dl(kiln_error *err)
               why);
     return NULL;
 }
-
-int curl_dl_loaded(void)
-{
-    return atomic_load(&loaded);
-}

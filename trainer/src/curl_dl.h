@@ -31,11 +31,8 @@ typedef struct curl_dl_fns {
 } curl_dl_fns;
 
 /* libcurl's functions, loaded and initialised on the first call; NULL
- * with KILN_EIO and the loader's reason in err when libcurl is missing or
- * lacks one of them. */
+ * with KILN_EUNSUPPORTED (a permanent error: the trainer exits 2) and the
+ * loader's reason in err when libcurl is missing or lacks one of them. */
 const curl_dl_fns *curl_dl(kiln_error *err);
-
-/* 1 once libcurl is loaded in this process (for tests and diagnostics). */
-int curl_dl_loaded(void);
 
 #endif
