@@ -47,7 +47,7 @@ NOTES = {
     "spec.training.optimizer": "Gradient-descent variant.",
     "spec.training.momentum": "Momentum of sgd.",
     "spec.training.seed": "Seed of weight initialisation, shuffling and splits.",
-    "spec.training.threads": "Trainer threads; 0 uses the pod's CPUs.",
+    "spec.training.threads": "Trainer threads; 0 uses the pod's CPUs: its CPU limit rounded up, or every CPU of the node when it has no limit.",
     "spec.objective": "The goal that ends the search.",
     "spec.objective.metric": "Metric the goal applies to; loss and wcss are minimised, the others maximised.",
     "spec.objective.goal": "Value of the metric that counts as success.",

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kquantity.h"
 #include "tj_json.h"
 
 /* ------------------------------------------------------------ shared parts */
@@ -330,19 +331,36 @@ static cJSON *trainer_container(const tj_spec *s, cJSON *spec, const char *name,
     return c;
 }
 
+/* The threads "all the pod's CPUs" (a thread count of 0) stands for: its
+ * CPU limit rounded up, or 0 when it has none (then all of the node's may
+ * be its to use). */
+static int pod_cpus(const tj_spec *s)
+{
+    const cJSON *lim = cJSON_GetObjectItemCaseSensitive(s->resources, "limits");
+    const cJSON *cpu = cJSON_GetObjectItemCaseSensitive(lim, "cpu");
+    kquantity q;
+    if (!cJSON_IsString(cpu) || kquantity_parse(cpu->valuestring, &q, NULL) != 0 || q.milli <= 0)
+        return 0;
+    int64_t n = (q.milli + 999) / 1000;
+    return n > 256 ? 256 : (int)n;
+}
+
 /* OpenBLAS sizes its thread pool when the trainer loads it, before any
  * flag is read, from OPENBLAS_NUM_THREADS or else the node's CPU count: a
  * one-thread trial would still start a thread per CPU of the node, each
  * spinning on sched_yield for a while, and a thousand such trials kept
  * two cores busy yielding. A trial with a thread count says so here too;
- * with 0 (all CPUs) OpenBLAS's own default is that already. */
+ * with 0 (the pod's CPUs) so does a pod with a CPU limit, or on a 64-core
+ * node a trial limited to 2 CPUs would run 64 threads and spend its quota
+ * on their contention. Without a limit OpenBLAS's own default is right. */
 static int add_blas_threads(const tj_spec *s, const tj_trial_pod *t, cJSON *c)
 {
     const cJSON *th = param_value(t->params, s->spec, "threads", "training.threads");
-    if (!cJSON_IsNumber(th) || th->valuedouble < 1)
+    int n = cJSON_IsNumber(th) && th->valuedouble >= 1 ? (int)th->valuedouble : pod_cpus(s);
+    if (n < 1)
         return 1;
     char v[16];
-    snprintf(v, sizeof v, "%d", (int)th->valuedouble);
+    snprintf(v, sizeof v, "%d", n);
     cJSON *env = cJSON_GetObjectItemCaseSensitive(c, "env");
     if (!env && !(env = cJSON_AddArrayToObject(c, "env")))
         return 0;

@@ -2,6 +2,7 @@
  * out (pvc:// data, a given storage volume, resources, warm start, the
  * OpenBLAS thread count), the serving pod, its Service and the models
  * PVC. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -250,7 +251,8 @@ static const char *env_value(const cJSON *pod, const char *name)
 }
 
 /* A trial's thread count reaches OpenBLAS, which sizes its pool before
- * the trainer reads a flag; with 0 (all CPUs) nothing is set. */
+ * the trainer reads a flag; with 0 (the pod's CPUs) so does the pod's CPU
+ * limit, and without one nothing is set. */
 static void test_blas_threads(void)
 {
     cJSON *job = job_with("{\"data\":{\"uri\":\"/d.csv\"},\"training\":{\"threads\":2}}");
@@ -274,6 +276,41 @@ static void test_blas_threads(void)
     cJSON_Delete(job);
 
     job = job_with("{\"data\":{\"uri\":\"/d.csv\"},\"training\":{\"threads\":0}}");
+    KT_EQ_INT(tj_spec_read(job, NULL, &s, &err), 0);
+    params = cJSON_Parse("{\"family\":\"logistic\"}");
+    t.params = params;
+    KT_EQ_INT(tj_pod_trial(&s, &t, &pod, &err), 0);
+    KT_CHECK(env_value(pod, "OPENBLAS_NUM_THREADS") == NULL);
+    cJSON_Delete(pod);
+    cJSON_Delete(params);
+    cJSON_Delete(job);
+
+    /* 0 is the pod's CPUs: its CPU limit rounded up, not the node's. */
+    static const struct {
+        const char *limit;
+        int threads;
+        const char *want;
+    } cases[] = {{"1500m", 0, "2"}, {"4", 0, "4"}, {"100m", 0, "1"}, {"3", 1, "1"}, {"3", 5, "5"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char spec[300];
+        snprintf(spec, sizeof spec,
+                 "{\"data\":{\"uri\":\"/d.csv\"},\"training\":{\"threads\":%d},"
+                 "\"trainer\":{\"resources\":{\"limits\":{\"cpu\":\"%s\"}}}}",
+                 cases[i].threads, cases[i].limit);
+        job = job_with(spec);
+        KT_EQ_INT(tj_spec_read(job, NULL, &s, &err), 0);
+        params = cJSON_Parse("{\"family\":\"logistic\"}");
+        t.params = params;
+        KT_EQ_INT(tj_pod_trial(&s, &t, &pod, &err), 0);
+        const char *got = env_value(pod, "OPENBLAS_NUM_THREADS");
+        KT_CHECK(got && !strcmp(got, cases[i].want));
+        cJSON_Delete(pod);
+        cJSON_Delete(params);
+        cJSON_Delete(job);
+    }
+    /* a request alone bounds nothing */
+    job = job_with("{\"data\":{\"uri\":\"/d.csv\"},"
+                   "\"trainer\":{\"resources\":{\"requests\":{\"cpu\":\"2\"}}}}");
     KT_EQ_INT(tj_spec_read(job, NULL, &s, &err), 0);
     params = cJSON_Parse("{\"family\":\"logistic\"}");
     t.params = params;
