@@ -692,10 +692,17 @@ int kube_informer_start(kube_informer *inf)
         return KILN_EINVAL;
     if (pthread_create(&inf->th, NULL, run, inf))
         return KILN_EINTERNAL;
+    /* Named for top -H and perf: "watch:<resource>", cut to 15 bytes. */
+    char name[16];
+    snprintf(name, sizeof name, "watch:%s", inf->o.res.resource);
+    pthread_setname_np(inf->th, name);
     inf->started = 1;
     if (inf->o.resync_ms > 0) {
-        if (pthread_create(&inf->resync_th, NULL, resync_main, inf) == 0)
+        if (pthread_create(&inf->resync_th, NULL, resync_main, inf) == 0) {
             inf->resync_started = 1;
+            snprintf(name, sizeof name, "resync:%s", inf->o.res.resource);
+            pthread_setname_np(inf->resync_th, name);
+        }
     }
     return 0;
 }

@@ -289,6 +289,7 @@ int kube_leader_start(kube_leader *l)
         return KILN_EINVAL;
     if (pthread_create(&l->th, NULL, run, l))
         return KILN_EINTERNAL;
+    pthread_setname_np(l->th, "leader-elect");
     l->started = 1;
     return 0;
 }

@@ -502,6 +502,7 @@ int kube_queue_start(kube_queue *q, int n, kube_reconcile_fn fn, void *ud)
             kube_queue_stop(q);
             return KILN_EINTERNAL;
         }
+        pthread_setname_np(q->workers[i].th, "kube-worker");
         q->n_workers++;
     }
     return 0;

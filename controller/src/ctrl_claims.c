@@ -167,6 +167,8 @@ int ctrl_claims_new(kube_client *client, kube_recorder *events, kube_queue *q, i
     for (; cl->n_threads < threads; cl->n_threads++)
         if (pthread_create(&cl->threads[cl->n_threads], NULL, creator_main, cl) != 0)
             break;
+        else
+            pthread_setname_np(cl->threads[cl->n_threads], "claims");
     if (cl->n_threads == 0) {
         ctrl_claims_free(cl);
         return KILN_ENOMEM;

@@ -307,6 +307,7 @@ int ctrl_http_start(ctrl *c, const char *metrics_addr, const char *health_addr, 
         ctrl_http_stop(h);
         return kiln_fail(err, KILN_EINTERNAL, "cannot start the HTTP thread");
     }
+    pthread_setname_np(h->thread, "http");
     h->started = 1;
     *out = h;
     return 0;

@@ -1008,6 +1008,7 @@ int kl_store_start_syncer(kl_store *st, kl_store_wake_fn wake, void *ctx, kiln_e
         st->deferred = 0;
         return kiln_fail(err, KILN_EIO, "cannot start the WAL syncer: %s", strerror(rc));
     }
+    pthread_setname_np(st->thr, "wal-syncer");
     st->thr_on = 1;
     return 0;
 }

@@ -92,6 +92,7 @@ int kl_worker_new(kl_worker **out, kiln_error *err)
         free(w);
         return kiln_fail(err, KILN_EIO, "kubelet worker thread: error %d", rc);
     }
+    pthread_setname_np(w->thr, "kubelet-worker");
     *out = w;
     return 0;
 }

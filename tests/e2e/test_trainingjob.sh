@@ -90,3 +90,17 @@ assert series("kiln_api_request_duration_seconds", 'verb="POST"') >= 3   # pods,
 assert series("kiln_api_request_duration_seconds", 'verb="PUT"') >= 1    # status
 PYEOF
 pass "/metrics: queue wait, reconcile and API request latency histograms"
+
+# Threads are named for top -H and perf: the controller's workers and
+# watches, kubelite's WAL syncer and kubelet worker.
+names() { cat /proc/"$(cat "$env_dir/$1.pid")"/task/*/comm | sort | uniq -c; }
+ctl=$(names controller); kl=$(names kubelite)
+workers=$(awk '$2 == "kube-worker" {print $1}' <<<"$ctl")
+[ "${workers:-0}" -eq 32 ] || fail "want 32 kube-worker threads in the controller, have: $ctl"
+for n in watch:trainingj watch:pods watch:services claims http; do
+  grep -qw -- "$n" <<<"$ctl" || fail "no controller thread named $n: $ctl"
+done
+for n in wal-syncer kubelet-worker; do
+  grep -qw -- "$n" <<<"$kl" || fail "no kubelite thread named $n: $kl"
+done
+pass "threads named: $workers kube-worker, watch:*, claims, http; wal-syncer, kubelet-worker"

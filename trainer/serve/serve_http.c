@@ -757,6 +757,7 @@ int serve_http_start(serve_app *app, serve_http **out, int *port, kiln_error *er
             serve_http_free(h);
             return kiln_fail(err, KILN_EINTERNAL, "cannot start a service thread");
         }
+        pthread_setname_np(h->w[i].th, "serve-http");
         h->w[i].started = 1;
     }
     *port = p;

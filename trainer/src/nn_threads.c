@@ -108,6 +108,7 @@ int nn_threads_new(int n, nn_threads **out)
                 nn_threads_free(p);
                 return KILN_ENOMEM;
             }
+            pthread_setname_np(p->th[i], "nn-worker");
         }
     }
     *out = p;
