@@ -27,6 +27,21 @@ cat > "$dir/images" <<IMAGES
 */kiln-controller:*=$build/controller/src/kiln-controller
 IMAGES
 
+# Runs "$@" in the background in a process group of its own, so that
+# signals sent to the caller's group (Ctrl-C, a test runner's timeout) do
+# not reach it, but in the caller's session. A session of its own (setsid)
+# would also give it a scheduling group of its own where the kernel groups
+# by session (CONFIG_SCHED_AUTOGROUP, on by default in Debian): kubelite,
+# the controller and the caller then each got a third of the CPU, however
+# many threads each had busy, and in a burst of a thousand new jobs the
+# controller's thirty-two workers together ran no more than kubelite's one
+# API thread. Sets $! as "&" does.
+start_bg() {
+  set -m
+  "$@" &
+  set +m
+}
+
 fail() {
   echo "local-up: $*" >&2
   for f in kubelite.log controller.log; do
@@ -38,8 +53,8 @@ fail() {
 
 # kubelite: the kubeconfig appears once the server answers.
 rm -f "$dir/kubelite/kubeconfig"
-setsid "$build/hack/kubelite/kubelite" --data-dir "$dir/kubelite" --listen 127.0.0.1:0 \
-  --images "$dir/images" >"$dir/kubelite.log" 2>&1 </dev/null &
+start_bg "$build/hack/kubelite/kubelite" --data-dir "$dir/kubelite" --listen 127.0.0.1:0 \
+  --images "$dir/images" >"$dir/kubelite.log" 2>&1 </dev/null
 echo $! > "$dir/kubelite.pid"
 for _ in $(seq 300); do
   [ -s "$dir/kubelite/kubeconfig" ] && break
@@ -58,9 +73,9 @@ kubectl wait --for condition=Established crd/trainingjobs.kiln.dev --timeout=60s
 # The log exists before the loop below reads it: the background job's own
 # redirection may not have run yet.
 : > "$dir/controller.log"
-setsid "$build/controller/src/kiln-controller" --kubeconfig "$dir/kubeconfig" \
+start_bg "$build/controller/src/kiln-controller" --kubeconfig "$dir/kubeconfig" \
   --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0 \
-  >>"$dir/controller.log" 2>&1 </dev/null &
+  >>"$dir/controller.log" 2>&1 </dev/null
 echo $! > "$dir/controller.pid"
 port=
 for _ in $(seq 300); do

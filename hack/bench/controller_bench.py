@@ -230,10 +230,12 @@ def restart_controller(env, build, flags):
             break
         time.sleep(0.1)
     log = open(os.path.join(env, "controller.log"), "a")
+    # A process group of its own in this session, as local-up.sh starts it
+    # (a session of its own would be a scheduling group of its own).
     p = subprocess.Popen([os.path.join(build, "controller/src/kiln-controller"), "--kubeconfig",
                           os.path.join(env, "kubeconfig"), "--metrics-bind-address", "127.0.0.1:0",
                           "--health-probe-bind-address", "127.0.0.1:0", *flags],
-                         stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+                         stdout=log, stderr=log, stdin=subprocess.DEVNULL, process_group=0)
     open(os.path.join(env, "controller.pid"), "w").write(str(p.pid))
     # The new health port is the last one logged.
     end = time.time() + 30
@@ -253,7 +255,7 @@ def api_only_up(env, build):
     log = open(os.path.join(env, "kubelite.log"), "w")
     p = subprocess.Popen([os.path.join(build, "hack/kubelite/kubelite"), "--data-dir",
                           os.path.join(env, "kubelite"), "--listen", "127.0.0.1:0", "--no-kubelet"],
-                         stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+                         stdout=log, stderr=log, stdin=subprocess.DEVNULL, process_group=0)
     open(os.path.join(env, "kubelite.pid"), "w").write(str(p.pid))
     kc = os.path.join(env, "kubelite", "kubeconfig")
     for _ in range(300):

@@ -104,3 +104,16 @@ for n in wal-syncer kubelet-worker; do
   grep -qw -- "$n" <<<"$kl" || fail "no kubelite thread named $n: $kl"
 done
 pass "threads named: $workers kube-worker, watch:*, claims, http; wal-syncer, kubelet-worker"
+
+# local-up starts kubelite and the controller in process groups of their
+# own (signals to this test's group do not reach them) but in this
+# session: a session of their own would be a scheduling group of its own,
+# a third of the CPU each whatever their threads (see hack/local-up.sh).
+sid=$(ps -o sid= -p $$ | tr -d ' ')
+for p in kubelite controller; do
+  pid=$(cat "$env_dir/$p.pid")
+  read -r pgid psid < <(ps -o pgid=,sid= -p "$pid")
+  [ "$pgid" = "$pid" ] || fail "$p is not in a process group of its own (pgid $pgid, pid $pid)"
+  [ "$psid" = "$sid" ] || fail "$p runs in session $psid, not the caller's $sid"
+done
+pass "kubelite and the controller: own process groups, the caller's session"
