@@ -250,41 +250,36 @@ static const char *env_value(const cJSON *pod, const char *name)
     return NULL;
 }
 
+/* The OPENBLAS_NUM_THREADS a trial of spec gets with params (JSON) is
+ * want (NULL: none set). */
+static void check_blas(const char *spec, const char *params, const char *want)
+{
+    cJSON *job = job_with(spec);
+    tj_spec s;
+    kiln_error err = {0};
+    KT_EQ_INT(tj_spec_read(job, NULL, &s, &err), 0);
+    cJSON *p = cJSON_Parse(params);
+    tj_trial_pod t = {.index = 0, .params = p, .attempt = 1};
+    cJSON *pod = NULL;
+    KT_EQ_INT(tj_pod_trial(&s, &t, &pod, &err), 0);
+    const char *got = env_value(pod, "OPENBLAS_NUM_THREADS");
+    KT_CHECK(want ? got && !strcmp(got, want) : got == NULL);
+    cJSON_Delete(pod);
+    cJSON_Delete(p);
+    cJSON_Delete(job);
+}
+
 /* A trial's thread count reaches OpenBLAS, which sizes its pool before
  * the trainer reads a flag; with 0 (the pod's CPUs) so does the pod's CPU
  * limit, and without one nothing is set. */
 static void test_blas_threads(void)
 {
-    cJSON *job = job_with("{\"data\":{\"uri\":\"/d.csv\"},\"training\":{\"threads\":2}}");
-    tj_spec s;
-    kiln_error err = {0};
-    KT_EQ_INT(tj_spec_read(job, NULL, &s, &err), 0);
-    cJSON *params = cJSON_Parse("{\"family\":\"logistic\"}");
-    tj_trial_pod t = {.index = 0, .params = params, .attempt = 1};
-    cJSON *pod = NULL;
-    KT_EQ_INT(tj_pod_trial(&s, &t, &pod, &err), 0);
-    KT_CHECK(env_value(pod, "OPENBLAS_NUM_THREADS") &&
-             !strcmp(env_value(pod, "OPENBLAS_NUM_THREADS"), "2"));
-    cJSON_Delete(pod);
+    static const char logistic[] = "{\"family\":\"logistic\"}";
+    check_blas("{\"data\":{\"uri\":\"/d.csv\"},\"training\":{\"threads\":2}}", logistic, "2");
     /* A searched thread count wins over the spec's. */
-    cJSON_AddNumberToObject(params, "threads", 1);
-    KT_EQ_INT(tj_pod_trial(&s, &t, &pod, &err), 0);
-    KT_CHECK(env_value(pod, "OPENBLAS_NUM_THREADS") &&
-             !strcmp(env_value(pod, "OPENBLAS_NUM_THREADS"), "1"));
-    cJSON_Delete(pod);
-    cJSON_Delete(params);
-    cJSON_Delete(job);
-
-    job = job_with("{\"data\":{\"uri\":\"/d.csv\"},\"training\":{\"threads\":0}}");
-    KT_EQ_INT(tj_spec_read(job, NULL, &s, &err), 0);
-    params = cJSON_Parse("{\"family\":\"logistic\"}");
-    t.params = params;
-    KT_EQ_INT(tj_pod_trial(&s, &t, &pod, &err), 0);
-    KT_CHECK(env_value(pod, "OPENBLAS_NUM_THREADS") == NULL);
-    cJSON_Delete(pod);
-    cJSON_Delete(params);
-    cJSON_Delete(job);
-
+    check_blas("{\"data\":{\"uri\":\"/d.csv\"},\"training\":{\"threads\":2}}",
+               "{\"family\":\"logistic\",\"threads\":1}", "1");
+    check_blas("{\"data\":{\"uri\":\"/d.csv\"},\"training\":{\"threads\":0}}", logistic, NULL);
     /* 0 is the pod's CPUs: its CPU limit rounded up, not the node's. */
     static const struct {
         const char *limit;
@@ -297,28 +292,12 @@ static void test_blas_threads(void)
                  "{\"data\":{\"uri\":\"/d.csv\"},\"training\":{\"threads\":%d},"
                  "\"trainer\":{\"resources\":{\"limits\":{\"cpu\":\"%s\"}}}}",
                  cases[i].threads, cases[i].limit);
-        job = job_with(spec);
-        KT_EQ_INT(tj_spec_read(job, NULL, &s, &err), 0);
-        params = cJSON_Parse("{\"family\":\"logistic\"}");
-        t.params = params;
-        KT_EQ_INT(tj_pod_trial(&s, &t, &pod, &err), 0);
-        const char *got = env_value(pod, "OPENBLAS_NUM_THREADS");
-        KT_CHECK(got && !strcmp(got, cases[i].want));
-        cJSON_Delete(pod);
-        cJSON_Delete(params);
-        cJSON_Delete(job);
+        check_blas(spec, logistic, cases[i].want);
     }
     /* a request alone bounds nothing */
-    job = job_with("{\"data\":{\"uri\":\"/d.csv\"},"
-                   "\"trainer\":{\"resources\":{\"requests\":{\"cpu\":\"2\"}}}}");
-    KT_EQ_INT(tj_spec_read(job, NULL, &s, &err), 0);
-    params = cJSON_Parse("{\"family\":\"logistic\"}");
-    t.params = params;
-    KT_EQ_INT(tj_pod_trial(&s, &t, &pod, &err), 0);
-    KT_CHECK(env_value(pod, "OPENBLAS_NUM_THREADS") == NULL);
-    cJSON_Delete(pod);
-    cJSON_Delete(params);
-    cJSON_Delete(job);
+    check_blas("{\"data\":{\"uri\":\"/d.csv\"},"
+               "\"trainer\":{\"resources\":{\"requests\":{\"cpu\":\"2\"}}}}",
+               logistic, NULL);
 }
 
 int main(void)
